@@ -1,0 +1,63 @@
+"""The model registry: names users type, mapped to constructors."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from .checkpoint import CheckpointError, load_state, read_checkpoint
+from .lenet import LeNet5, LeNet5Modern
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet5": LeNet5,
+    "lenet5-modern": LeNet5Modern,
+}
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def model_names() -> list[str]:
+    """Names accepted by :func:`get_model`."""
+    return sorted(MODELS)
+
+
+def get_model(name: str, **options) -> nn.Module:
+    """Build a fresh, randomly initialised model by name, e.g. ``get_model("lenet5")``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(model_names())}")
+    constructor = MODELS[name]
+    accepted = set(inspect.signature(constructor).parameters)
+    unknown = set(options) - accepted
+    if unknown:
+        allowed = ", ".join(sorted(accepted)) or "none"
+        raise ValueError(f"model '{name}' has no option {', '.join(sorted(unknown))}; its options: {allowed}")
+    model = constructor(**options)
+    model.name = name
+    model.options = dict(options)
+    return model
+
+
+def model_from_checkpoint(payload: dict, source: str = "checkpoint") -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    model = get_model(payload["model"], **payload.get("options", {}))
+    return load_state(model, payload, source)
+
+
+def load_pretrained(name: str) -> tuple[nn.Module, dict]:
+    """The shipped weights for ``name``: ``(model in eval mode, card)``.
+
+    The card says what the weights were trained on, the exact training
+    command, and the test error measured on the official MNIST test set.
+    """
+    path = WEIGHTS_DIR / f"{name}.pt"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+        raise ValueError(f"no shipped weights for '{name}'; shipped: {', '.join(shipped) or 'none'}")
+    payload = read_checkpoint(path)
+    if payload["model"] != name:
+        raise CheckpointError(f"{path} holds weights for '{payload['model']}', not '{name}'")
+    model = model_from_checkpoint(payload, str(path))
+    return model.eval(), dict(payload["card"])

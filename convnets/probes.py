@@ -1,0 +1,124 @@
+"""Probes that read a model: its layer table and every layer's activations.
+
+A *layer* is a child of ``model.features`` or ``model.classifier`` (the
+torchvision convention); its name is the child's name (``C1``, ``S2``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .lenet import EuclideanRBF, SparseConv2d, Squash, Subsampling
+
+
+def named_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's layers in network order: children of ``features`` then ``classifier``."""
+    layers: list[tuple[str, nn.Module]] = []
+    for part in ("features", "classifier"):
+        block = getattr(model, part, None)
+        if block is None:
+            raise TypeError(f"{type(model).__name__} has no '{part}' block; probes read models from convnets.get_model")
+        layers.extend(block.named_children())
+    return layers
+
+
+def activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every layer's output for the batch ``x``, keyed by layer name, in network order."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [
+        layer.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach()))
+        for name, layer in named_layers(model)
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of :func:`layer_table`."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    neurons: int
+    params: int
+    connections: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _connections(module: nn.Module, out: torch.Tensor) -> int:
+    """Multiply-adds plus bias terms of one leaf module for one sample (the paper's 'connections')."""
+    per_sample = out[0]
+    if isinstance(module, nn.Conv2d):
+        fan_in = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        return per_sample.numel() * (fan_in + (module.bias is not None))
+    if isinstance(module, SparseConv2d):
+        positions = per_sample.shape[-2] * per_sample.shape[-1]
+        return int((module.fan_in_per_output() + 1).sum()) * positions
+    if isinstance(module, Subsampling):
+        return per_sample.numel() * (module.fan_in + 1)
+    if isinstance(module, nn.Linear):
+        return module.out_features * (module.in_features + (module.bias is not None))
+    if isinstance(module, EuclideanRBF):
+        return module.centres.numel()
+    return 0
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[LayerRow]:
+    """One row per layer: name, kind, output shape, neurons, trainable params, connections.
+
+    Connections follow the paper: multiply-adds plus bias terms, per input
+    sample. ``input_shape`` (without batch) defaults to ``model.input_shape``.
+    """
+    shape = input_shape or getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError("pass input_shape, e.g. (1, 28, 28); this model does not declare one")
+    layers = named_layers(model)
+    leaf_connections: dict[str, int] = {}
+    layer_outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, layer in layers:
+        handles.append(layer.register_forward_hook(lambda _m, _i, out, name=name: layer_outputs.__setitem__(name, out)))
+        leaf_connections[name] = 0
+        for leaf in layer.modules():
+            if next(leaf.children(), None) is None:
+                handles.append(leaf.register_forward_hook(
+                    lambda m, _i, out, name=name: leaf_connections.__setitem__(name, leaf_connections[name] + _connections(m, out))
+                ))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape, device=next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    rows = []
+    for name, layer in layers:
+        out = layer_outputs[name]
+        main = next((m for m in layer.modules() if next(m.children(), None) is None and _is_op(m)), layer)
+        rows.append(LayerRow(
+            name=name,
+            kind=type(main).__name__,
+            output_shape=tuple(out.shape[1:]),
+            neurons=out[0].numel(),
+            params=sum(p.numel() for p in layer.parameters() if p.requires_grad),
+            connections=leaf_connections[name],
+        ))
+    return rows
+
+
+def _is_op(module: nn.Module) -> bool:
+    """True for the module that names a layer's kind (not its activation, norm or reshaping)."""
+    return not isinstance(module, (nn.Flatten, nn.ReLU, nn.Tanh, Squash, nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d))
