@@ -39,6 +39,7 @@ def save_checkpoint(path: str | Path, model_name: str, options: dict, model: nn.
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -76,7 +76,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown model '{config.model}'; choose one of: {', '.join(convnets.model_names())}")
     convnets.get_model(config.model, **config.options)  # fail on bad options before loading data
     config.resolved()
-    print(f"training {config.model} on {config.data} -> {out}", file=sys.stderr)
     recipe = shlex.join(["convnet-lab", *args.argv])
     _, card = train(config, out=out, progress=not args.quiet, recipe=recipe)
     print(f"test error {card['test_error']:.2f}% on {card['test_set']}; weights and card: {out / 'model.pt'}")

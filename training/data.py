@@ -152,7 +152,7 @@ def _read_idx(path: Path) -> np.ndarray:
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated ({body.size} of {int(np.prod(dims))} values); download it again")
-    return body.reshape(dims)
+    return body.reshape(dims).copy()
 
 
 def load_sample() -> DigitData:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -104,14 +105,50 @@ def error_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> 
     return 100.0 * (predict(model, images) != labels).float().mean().item()
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
 def _lr_at(config: TrainConfig, epoch: float) -> float:
     """Cosine decay from lr to lr/100 over the run (epoch may be fractional)."""
     progress = min(epoch / config.epochs, 1.0)
     return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam, as the (resolved) config says."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def epoch_steps(config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
+                train_y: torch.Tensor, epoch: int, generator: torch.Generator | None = None
+                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """One epoch of optimiser steps over shuffled device-resident digits.
+
+    Yields ``(step, summed loss, wrong count)`` after each step, as tensors so
+    the device is never forced to synchronise.
+    """
+    steps = math.ceil(len(train_y) / config.batch_size)
+    order = torch.randperm(len(train_y), device=train_y.device, generator=generator)
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(config, epoch + step / steps)
+        idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+        x, y = as_float(train_x[idx]), train_y[idx]
+        if config.distort:
+            x = config.distort(x, generator)
+        scores = model(x)
+        loss = loss_fn(model, scores, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        yield step, loss.detach() * len(y), (scores.detach().argmax(1) != y).sum()
+
+
 def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | None = None,
-          progress: bool = True, log=print, recipe: str | None = None) -> tuple[nn.Module, dict]:
+          progress: bool = True, log: Callable[[str], None] = _log, recipe: str | None = None) -> tuple[nn.Module, dict]:
     """Train ``config.model``; return the model (eval mode) and its card (config, data, metrics per epoch)."""
     config = config.resolved()
     device = pick_device(config.device)
@@ -124,43 +161,29 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
     if config.train_limit:
         train_x, train_y = train_x[:config.train_limit], train_y[:config.train_limit]
     model = convnets.get_model(config.model, **config.options).to(device)
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
 
     card = {"model": config.model, "options": config.options, "config": config.card(),
             "data": {**data.summary(), "train_size": len(train_y)},
             "recipe": recipe,
-            "device": str(device), "torch": torch.__version__, "version": convnets.__version__, "epochs": []}
+            "device": str(device), "torch": str(torch.__version__), "version": convnets.__version__, "epochs": []}
     steps_per_epoch = math.ceil(len(train_y) / config.batch_size)
     start = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
-        order = torch.randperm(len(train_y), device=device, generator=generator)
-        total_loss, seen, wrong = 0.0, 0, 0
+        total_loss = torch.zeros((), device=device)
+        wrong = torch.zeros((), dtype=torch.long, device=device)
         epoch_start = time.perf_counter()
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+        steps = epoch_steps(config, model, optimizer, train_x, train_y, epoch, generator)
+        bar = tqdm(steps, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                    leave=False, file=sys.stderr)
-        for step in bar:
-            lr = _lr_at(config, epoch + step / steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            x, y = as_float(train_x[idx]), train_y[idx]
-            if config.distort:
-                x = config.distort(x, generator)
-            scores = model(x)
-            loss = loss_fn(model, scores, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(y)
-            wrong += (scores.argmax(1) != y).sum().item()
-            seen += len(y)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", err=f"{100 * wrong / seen:.2f}%")
+        for step, loss_sum, wrong_count in bar:
+            total_loss += loss_sum
+            wrong += wrong_count
+            if progress and step % 100 == 0:
+                bar.set_postfix(loss=f"{total_loss.item() / min((step + 1) * config.batch_size, len(train_y)):.4f}")
+        seen = len(train_y)
+        total_loss, wrong = total_loss.item(), wrong.item()
         train_seconds = time.perf_counter() - epoch_start
         test_error = error_rate(model, data.test_x, data.test_y)
         metrics = {"epoch": epoch + 1, "loss": total_loss / seen, "train_error": 100.0 * wrong / seen,

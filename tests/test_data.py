@@ -1,0 +1,104 @@
+"""Data sources: local copies (.npz, idx), the offline sample, bad paths."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import DataError, load_digits, load_sample, without_sample
+
+
+def _arrays(n_train=12, n_test=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test).astype(np.uint8),
+    }
+
+
+def _write_idx(path, array, compress=False):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def test_npz_copy_loads_as_uint8_tensors(tmp_path):
+    arrays = _arrays()
+    np.savez(tmp_path / "digits.npz", **arrays)
+    data = load_digits(str(tmp_path / "digits.npz"))
+    assert data.train_x.dtype == torch.uint8 and data.train_x.shape == (12, 28, 28)
+    assert torch.equal(data.test_x, torch.from_numpy(arrays["x_test"]))
+    assert data.train_y.dtype == torch.int64 and data.train_y.tolist() == arrays["y_train"].tolist()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_folder_loads(tmp_path, compress):
+    arrays = _arrays()
+    names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    for key, name in names.items():
+        _write_idx(tmp_path / (name + (".gz" if compress else "")), arrays[key], compress)
+    data = load_digits(str(tmp_path))
+    assert torch.equal(data.train_x, torch.from_numpy(arrays["x_train"]))
+    assert data.test_y.tolist() == arrays["y_test"].tolist()
+
+
+def test_truncated_idx_file_is_reported(tmp_path):
+    arrays = _arrays()
+    for key, name in {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+                      "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}.items():
+        _write_idx(tmp_path / name, arrays[key])
+    raw = (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-100])
+    with pytest.raises(DataError, match="truncated"):
+        load_digits(str(tmp_path))
+
+
+def test_bad_sources_give_one_clear_error(tmp_path):
+    with pytest.raises(DataError, match="unknown data source 'mnsit'"):
+        load_digits("mnsit")
+    with pytest.raises(DataError, match="does not exist"):
+        load_digits(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "wrong.npz", **{**_arrays(), "x_train": np.zeros((12, 32, 32), np.uint8)})
+    with pytest.raises(DataError, match=r"x_train must be \(N, 28, 28\)"):
+        load_digits(str(tmp_path / "wrong.npz"))
+    np.savez(tmp_path / "partial.npz", x_train=np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="lacks y_train"):
+        load_digits(str(tmp_path / "partial.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_digits(str(tmp_path / "junk.npz"))
+    with pytest.raises(DataError, match="idx files"):
+        load_digits(str(tmp_path))  # a folder without idx files
+
+
+def test_offline_sample_is_real_balanced_digits(sample_data):
+    assert sample_data.train_x.shape == (4000, 28, 28) and sample_data.test_x.shape == (1000, 28, 28)
+    assert sample_data.train_y.bincount().tolist() == [400] * 10
+    assert sample_data.test_y.bincount().tolist() == [100] * 10
+    ink = sample_data.train_x.float().mean() / 255
+    assert 0.1 < ink < 0.16  # MNIST's mean ink is 0.13
+
+
+def test_without_sample_drops_exactly_the_sample_digits():
+    sample = load_sample()
+    arrays = _arrays(n_train=30)
+    x = torch.cat([torch.from_numpy(arrays["x_train"]), sample.test_x[:7]])
+    y = torch.cat([torch.from_numpy(arrays["y_train"]).long(), sample.test_y[:7]])
+    from training.data import DigitData
+
+    data = DigitData("t", "test", x, y, x[:2], y[:2])
+    kept = without_sample(data)
+    assert len(kept.train_y) == 30
+    assert torch.equal(kept.train_x, x[:30])
+    assert "minus the 7 training digits" in kept.description
+
+
+def test_full_mnist_without_sample_has_55000_training_digits(mnist_npz):
+    data = load_digits(str(mnist_npz), exclude_sample=True)
+    assert len(data.train_y) == 55_000 and len(data.test_y) == 10_000
