@@ -1,0 +1,240 @@
+"""Browser check of the dashboard (run by hand; not a pytest test).
+
+Starts ``streamlit run dashboard/app.py`` on localhost:8599, opens every page in
+headless Chromium through Playwright, draws a digit on the canvas with the
+mouse, uploads a dark-on-light picture, switches model, and writes a
+screenshot per step to /tmp/shots/. Fails (exit 1) if any page shows a
+Streamlit exception box.
+
+    python dashboard/browser_check.py            # Debian's chromium at /usr/bin/chromium
+    python dashboard/browser_check.py --chromium /path/to/chrome --shots /tmp/shots
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+from playwright.sync_api import Frame, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 8599
+URL = f"http://localhost:{PORT}"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic"]
+PAGES = ["Draw & predict", "Filters", "Feature maps", "Architecture"]
+
+
+def start_app() -> subprocess.Popen:
+    """Start streamlit from the repository root (so .streamlit/config.toml applies) and wait until it is healthy."""
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+               "--server.port", str(PORT), "--server.address", "localhost", "--browser.gatherUsageStats", "false"]
+    log = open(Path(tempfile.gettempdir()) / "browser_check_streamlit.log", "w")  # noqa: SIM115 - lives as long as the app
+    app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            raise SystemExit(f"streamlit exited with {app.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"{URL}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return app
+        except OSError:
+            time.sleep(0.5)
+    stop_app(app)
+    raise SystemExit(f"streamlit did not become healthy on {URL} within 90 s; see {log.name}")
+
+
+def stop_app(app: subprocess.Popen) -> None:
+    """Stop the streamlit process group this script started."""
+    if app.poll() is None:
+        os.killpg(app.pid, signal.SIGTERM)
+        try:
+            app.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(app.pid, signal.SIGKILL)
+
+
+def settle(page: Page, heading: str | None = None, timeout_s: float = 60) -> None:
+    """Wait for the page's title (when given), then until the script run has finished, then for charts to draw."""
+    if heading:
+        page.get_by_role("heading", name=heading, level=1).wait_for(timeout=timeout_s * 1000)
+    page.wait_for_timeout(500)
+    try:  # the status widget ("Running…", "Stop") is shown only while the script runs
+        page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        print("  (still running after", timeout_s, "s; taking the screenshot anyway)")
+    page.wait_for_timeout(1200)
+
+
+def shoot(page: Page, shots: Path, name: str, failures: list[str]) -> None:
+    """Screenshot the whole page (the main area scrolls, so grow the viewport to fit) and look for exceptions."""
+    height = page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]') || document.body;
+        return Math.max(main.scrollHeight, document.body.scrollHeight);
+    }""")
+    page.set_viewport_size({"width": 1400, "height": min(max(int(height) + 40, 900), 7000)})
+    page.wait_for_timeout(800)
+    path = shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    exceptions = page.locator('[data-testid="stException"]')
+    if exceptions.count():
+        failures.append(f"{name}: {exceptions.count()} exception box(es): {exceptions.first.inner_text()[:300]!r}")
+    print(f"  {path}  ({'EXCEPTION' if exceptions.count() else 'ok'})")
+
+
+def go_to(page: Page, title: str) -> None:
+    """Navigate through the sidebar, which keeps the session (and the current image)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    settle(page, heading=title)
+
+
+def find_canvas(page: Page) -> tuple[Page | Frame, str]:
+    """The drawing canvas: fabric.js puts an 'upper-canvas' on top that takes the mouse. Search the page and its frames."""
+    for _ in range(60):
+        for scope in [page, *page.frames]:
+            for selector in ("canvas.upper-canvas", "canvas"):
+                try:
+                    if scope.locator(selector).count():
+                        return scope, selector
+                except Exception:  # noqa: BLE001 - a detached frame; try the next one
+                    continue
+        page.wait_for_timeout(500)
+    raise SystemExit("no drawing canvas found on the Draw & predict page")
+
+
+def draw_seven(page: Page) -> None:
+    """Draw a '7' with the mouse: a top bar, then a diagonal down to the bottom left."""
+    scope, selector = find_canvas(page)
+    box = scope.locator(selector).first.bounding_box()
+    if box is None:
+        raise SystemExit("the canvas has no bounding box (not visible?)")
+    where = "the page" if scope is page else f"frame {scope.name or scope.url[:80]!r}"
+    print(f"  canvas found in {where}: {selector} at {box}")
+    x0, y0 = box["x"], box["y"]
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return x0 + fx * box["width"], y0 + fy * box["height"]
+
+    page.mouse.move(*at(0.25, 0.22))
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(*at(0.25 + 0.5 * i / 20, 0.22))
+    for i in range(1, 31):
+        page.mouse.move(*at(0.75 - 0.3 * i / 30, 0.22 + 0.6 * i / 30))
+    page.mouse.up()
+
+
+def dark_on_light_png() -> Path:
+    """A photo-like upload: a dark '3'-ish stroke on a light grey background."""
+    path = Path(tempfile.gettempdir()) / "browser_check_upload.png"
+    image = Image.new("RGB", (240, 320), (225, 222, 215))
+    pen = ImageDraw.Draw(image)
+    pen.arc([50, 30, 190, 160], start=-160, end=90, fill=(30, 30, 40), width=16)
+    pen.arc([50, 150, 190, 290], start=-90, end=160, fill=(30, 30, 40), width=16)
+    image.save(path)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
+    parser.add_argument("--shots", default="/tmp/shots", type=Path, help="folder for the screenshots")
+    args = parser.parse_args()
+    args.shots.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    app = start_app()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(URL, wait_until="domcontentloaded")
+                settle(page, heading=PAGES[0])
+                print("Draw & predict, default held-out digit")
+                shoot(page, args.shots, "01_draw_default", failures)
+
+                print("Draw & predict, drawing a 7")
+                draw_seven(page)
+                page.get_by_role("heading", name="Current image: your drawing").wait_for(timeout=30_000)
+                settle(page)
+                shoot(page, args.shots, "02_draw_drawn", failures)
+
+                for number, title in enumerate(PAGES[1:], start=3):
+                    print(title)
+                    go_to(page, title)
+                    shoot(page, args.shots, f"{number:02d}_{title.lower().replace(' ', '_')}_lenet5", failures)
+
+                print("switching the model to lenet5-modern")
+                page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+                page.get_by_role("option", name="lenet5-modern", exact=False).click()
+                settle(page)
+                for number, title in enumerate(PAGES[1:], start=6):
+                    print(title)
+                    go_to(page, title)
+                    shoot(page, args.shots, f"{number:02d}_{title.lower().replace(' ', '_')}_modern", failures)
+
+                print("Draw & predict, uploading a dark-on-light picture")
+                go_to(page, PAGES[0])
+                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(dark_on_light_png()))
+                page.get_by_role("heading", name="Current image: your upload").wait_for(timeout=30_000)
+                settle(page)
+                shoot(page, args.shots, "09_draw_upload_modern", failures)
+
+                print("Draw & predict, Clear")
+                page.get_by_role("button", name="Clear").click()
+                settle(page)
+                shoot(page, args.shots, "10_draw_cleared", failures)
+
+                print("Draw & predict, uploading a file that is not an image, then one over the size cap")
+                uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+                uploader.set_input_files(files=[{"name": "not_a_digit.png", "mimeType": "image/png",
+                                                 "buffer": b"this is not a picture"}])
+                settle(page)
+                if page.get_by_text("could not read").count() == 0:
+                    failures.append("a corrupt upload did not show the 'could not read ... as an image' warning")
+                shoot(page, args.shots, "11_draw_corrupt_upload", failures)
+                page.get_by_role("button", name="Clear").click()
+                settle(page)
+                uploader.set_input_files(files=[{"name": "huge.png", "mimeType": "image/png",
+                                                 "buffer": b"\x89PNG\r\n\x1a\n" + bytes(3 * 1024 * 1024)}])
+                settle(page)
+                if page.get_by_role("heading", name="Current image: your upload").count():
+                    failures.append("a 3 MB upload got through the 2 MB cap")
+                shoot(page, args.shots, "12_draw_oversize_upload", failures)
+
+                print("Feature maps, hovering over C1")
+                go_to(page, "Feature maps")
+                charts = page.locator('[data-testid="stPlotlyChart"]')
+                c1 = charts.nth(1).locator(".nsewdrag").first  # charts: input, C1, ...; .nsewdrag is the plot area
+                c1.scroll_into_view_if_needed()
+                area = c1.bounding_box()
+                page.mouse.move(area["x"] + area["width"] * 0.09, area["y"] + area["height"] * 0.5)
+                page.wait_for_timeout(1500)
+                hover = page.locator(".hoverlayer .hovertext")
+                print("  hover label:", " ".join(hover.first.text_content().split()) if hover.count() else None)
+                if hover.count() == 0:
+                    failures.append("no hover label over the C1 feature maps")
+                page.screenshot(path=str(args.shots / "13_feature_maps_hover.png"))
+            finally:
+                browser.close()
+    finally:
+        stop_app(app)
+    for failure in failures:
+        print("FAIL", failure)
+    print("browser check:", "FAILED" if failures else "passed", f"(screenshots in {args.shots})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Draw & predict: draw, upload or pick a digit; see it preprocessed the MNIST way and classified."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import plots
+import resources
+import state
+import streamlit as st
+from PIL import Image, UnidentifiedImageError
+from streamlit_drawable_canvas import st_canvas
+
+from convnets.digits import prepare_digit
+
+MAX_UPLOAD_MB = 2
+ss = st.session_state
+ss.setdefault("input_source", "held-out")
+ss.setdefault("input_generation", 0)  # bumped by Clear: new widget keys give an empty canvas and uploader
+ss.setdefault("held_out_index", 0)
+
+
+def use(source: str) -> None:
+    ss["input_source"] = source
+
+
+def use_canvas() -> None:
+    use("canvas")
+
+
+def pick_random() -> None:
+    ss["held_out_index"] = random.randrange(len(resources.held_out_digits()[1]))
+    use("held-out")
+
+
+def clear() -> None:
+    ss["input_generation"] += 1
+    ss["input_source"] = "canvas"
+    state.clear_current_digit()
+
+
+name = state.model_name()
+model, card = resources.load_model(name)
+_, _, held_out_description = resources.held_out_digits()
+
+st.title("Draw & predict")
+st.caption(f"Model: **{name}**. Draw a digit, upload a picture of one, or pick one of {held_out_description} "
+           "(never seen in training). Whatever you choose becomes the current image for every page.")
+
+draw_col, upload_col, pick_col = st.columns([1.1, 1, 1], gap="medium")
+with draw_col:
+    st.subheader("Draw")
+    canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
+                       drawing_mode="freedraw", return_image_data=True, key=f"canvas_{ss['input_generation']}",
+                       on_change=use_canvas, update_streamlit=True)
+    st.button("Clear", icon=":material/delete:", on_click=clear, help="Empty the canvas and the upload")
+with upload_col:
+    st.subheader("Upload")
+    upload = st.file_uploader(f"A photo or scan of one digit (PNG, JPEG, up to {MAX_UPLOAD_MB} MB)",
+                              type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], max_upload_size=MAX_UPLOAD_MB,
+                              key=f"upload_{ss['input_generation']}", on_change=use, args=("upload",))
+with pick_col:
+    st.subheader("Held-out digit")
+    st.number_input("Index among the held-out digits", min_value=0, max_value=len(resources.held_out_digits()[1]) - 1,
+                    step=1, key="held_out_index", on_change=use, args=("held-out",))
+    st.button("Random held-out digit", icon=":material/casino:", on_click=pick_random)
+
+source = ss["input_source"]
+problem = None
+if source == "canvas":
+    strokes = (canvas.json_data or {}).get("objects") or []
+    pixels = canvas.image_data
+    if strokes and pixels is not None:
+        try:
+            steps = prepare_digit(np.asarray(pixels))
+            state.set_current_digit(steps.centred, "your drawing", steps=steps)
+        except ValueError as exc:
+            problem = str(exc)
+elif source == "upload" and upload is not None:
+    try:
+        with Image.open(upload) as picture:
+            steps = prepare_digit(picture)
+        state.set_current_digit(steps.centred, f"your upload {upload.name!r}", steps=steps)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
+        problem = f"could not read {upload.name!r} as an image ({type(exc).__name__}); upload a PNG or JPEG"
+    except ValueError as exc:
+        problem = str(exc)
+elif source == "held-out":
+    picked = state.held_out(ss["held_out_index"])
+    state.set_current_digit(picked["image"], picked["source"], label=picked["label"])
+
+def show(current: dict) -> None:
+    """The current image's preprocessing, prediction, probabilities and (lenet5) RBF distances."""
+    steps = ss.get(state.STEPS_KEY)
+    st.divider()
+    st.subheader(f"Current image: {current['source']}")
+    if steps is not None:
+        st.caption("Preprocessing, the MNIST recipe: grayscale → ink = 1 on black → crop to the ink → fit the longer side "
+                   "to 20 px (aspect kept, antialiased) → place in 28x28 with the centre of mass at the centre.")
+        gallery = steps.gallery()
+        for column, (caption, image) in zip(st.columns(len(gallery)), gallery, strict=True):
+            tile = plots.thumbnail(image, 112)
+            column.image(tile, width=tile.shape[1], caption=caption)
+    else:
+        st.caption("Held-out digits are already in MNIST format (20x20 box, centred by mass in 28x28): no preprocessing.")
+        st.image(plots.thumbnail(current["image"], 112), width=112, caption="28x28 model input")
+
+    result = resources.probe(name, current["image"])
+    order = np.argsort(-result.probabilities)
+    first, second = int(order[0]), int(order[1])
+    truth = current.get("label")
+
+    guess_col, chart_col = st.columns([1, 2.2], gap="large")
+    with guess_col:
+        st.metric("First guess", str(first), help="Probability = softmax of the scores for this image")
+        st.caption(f"probability {result.probabilities[first]:.1%} for {current['source']}")
+        st.metric("Second guess", str(second))
+        st.caption(f"probability {result.probabilities[second]:.1%}")
+        if truth is not None:
+            verdict = "right" if first == truth else "wrong"
+            st.markdown(f"True label: **{truth}**, so the first guess is **{verdict}**.")
+    with chart_col:
+        if model.head == "rbf":
+            how = ("softmax of the negative RBF distances: the faithful LeNet-5 outputs distances to ten 7x12 digit "
+                   "bitmaps, not probabilities")
+        else:
+            how = "softmax of the output layer's scores"
+        st.plotly_chart(plots.bars(result.probabilities, f"Probabilities for {current['source']}", "digit", "probability",
+                                   highlight=first, fmt=".2%"), key="probabilities")
+        st.caption(f"Probability = {how}.")
+
+    table = pd.DataFrame({"digit": range(10), "score": result.scores, "probability (%)": 100 * result.probabilities})
+    if model.head == "rbf":
+        distances = result.activations["output"]
+        table.insert(1, "RBF distance", distances)
+        st.markdown("**The ten RBF distances** (squared Euclidean distance from F6's 84 outputs to each digit's 7x12 "
+                    f"bitmap; lower = closer; score = −distance), for {current['source']}:")
+    st.dataframe(table, hide_index=True, column_config={"probability (%)": st.column_config.NumberColumn(format="%.2f")})
+
+
+if problem:
+    st.warning(problem, icon=":material/error:")
+if state.CURRENT_KEY in ss:
+    show(state.current_digit())
+else:
+    st.info("Draw a digit on the black canvas, upload a picture, or pick a held-out digit.", icon=":material/draw:")

@@ -1,0 +1,56 @@
+"""Filters: the learnt C1 and C3 kernels, Table I, and (lenet5) the output layer's fixed digit bitmaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import plots
+import resources
+import state
+import streamlit as st
+
+from convnets.lenet import SparseConv2d, c3_connection_mask, digit_prototypes
+
+name = state.model_name()
+model, card = resources.load_model(name)
+faithful = model.head == "rbf"
+
+st.title("Filters")
+st.caption(f"Model: **{name}**. Weights learnt from {card['data']['description']} ({card['recipe']}). "
+           "Colours are centred on zero: red = positive weight, blue = negative; hover for the value.")
+
+c1 = model.features.C1[0].weight.detach().numpy()  # (6, 1, 5, 5)
+st.subheader("C1: six 5x5 kernels on the input")
+st.plotly_chart(plots.kernel_grid(c1.transpose(1, 0, 2, 3), "C1 kernels", "input", "C1 map", height=260), key="c1")
+if not faithful:
+    st.caption("With batch norm after each convolution, only a kernel's pattern and sign matter, not its scale.")
+
+c3_layer = model.features.C3[0]
+sparse = isinstance(c3_layer, SparseConv2d)
+c3 = (c3_layer.full_weight() if sparse else c3_layer.weight).detach().numpy()  # (16, 6, 5, 5)
+mask = c3_connection_mask().numpy() if sparse else np.ones(c3.shape[:2], dtype=bool)
+grid = np.where(mask.T[:, :, None, None], c3.transpose(1, 0, 2, 3), np.nan)  # rows = S2 maps, columns = C3 maps
+
+if sparse:
+    st.subheader("C3: 60 kernels, wired by Table I")
+    st.caption("Column j is C3 map j, row i the S2 map it reads: blank where Table I has no connection. "
+               "Each C3 map sums its kernels' responses, so it sees a different subset of S2's maps.")
+else:
+    st.subheader("C3: 96 kernels, full connections")
+    st.caption(f"{name} connects every C3 map to all six S2 maps (Table I is not used). Column j is C3 map j, row i the S2 map.")
+st.plotly_chart(plots.kernel_grid(grid, "C3 kernels", "S2 map", "C3 map"), key="c3")
+
+if sparse:
+    st.subheader("Table I: which S2 maps feed each C3 map")
+    st.plotly_chart(plots.connection_table(mask.T, "Table I (LeCun et al., 1998)"), key="table1")
+    st.caption("Six C3 maps read 3 contiguous S2 maps, six read 4 contiguous, three read 4 non-contiguous, one reads all 6: "
+               "60 connections instead of 96, which breaks the symmetry between maps and saves parameters.")
+
+    st.subheader("Output layer: the ten fixed 7x12 bitmaps")
+    st.caption("The RBF units are not learnt: each holds a stylised 7x12 digit (+1 / −1). "
+               "The output for digit d is the squared distance from F6's 84 values to bitmap d.")
+    prototypes = digit_prototypes().numpy()
+    for start in (0, 5):
+        for digit, column in zip(range(start, start + 5), st.columns(5), strict=True):
+            with column:
+                figure = plots.bitmap(prototypes[digit], f"digit {digit}", zmax=1.0, height=230, showscale=False)
+                st.plotly_chart(figure, key=f"bitmap{digit}")

@@ -1,0 +1,50 @@
+"""What the pages share through ``st.session_state``: the chosen model and the current image.
+
+The current image is a plain dict under ``CURRENT_KEY``, so tests can set it::
+
+    {"image": float32 (28, 28) in [0, 1], ink = 1, "source": "held-out digit #3", "label": 4 or None}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import resources
+import streamlit as st
+
+MODEL_KEY = "model_name"
+CURRENT_KEY = "current_digit"
+STEPS_KEY = "current_steps"  # the convnets.digits.DigitSteps behind the current image, when it came from a picture
+
+
+def model_name() -> str:
+    """The model picked in the sidebar (``lenet5`` until one is picked)."""
+    name = st.session_state.get(MODEL_KEY, resources.MODEL_NAMES[0])
+    return name if name in resources.MODEL_NAMES else resources.MODEL_NAMES[0]
+
+
+def held_out(index: int) -> dict:
+    """Held-out digit ``index`` of the offline sample as a current-image dict."""
+    images, labels, _ = resources.held_out_digits()
+    index = int(index) % len(labels)
+    return {"image": images[index].astype(np.float32) / 255.0, "source": f"held-out digit #{index}",
+            "label": int(labels[index])}
+
+
+def current_digit() -> dict:
+    """The current image; held-out digit #0 until one is drawn, uploaded or picked."""
+    current = st.session_state.get(CURRENT_KEY)
+    if current is None:
+        current = held_out(0)
+        current["source"] += " (the default until you draw, upload or pick one)"
+    return current
+
+
+def set_current_digit(image: np.ndarray, source: str, label: int | None = None, steps: object | None = None) -> None:
+    st.session_state[CURRENT_KEY] = {"image": np.asarray(image, dtype=np.float32).reshape(28, 28), "source": source,
+                                     "label": label}
+    st.session_state[STEPS_KEY] = steps
+
+
+def clear_current_digit() -> None:
+    st.session_state.pop(CURRENT_KEY, None)
+    st.session_state.pop(STEPS_KEY, None)

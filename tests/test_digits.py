@@ -1,0 +1,140 @@
+"""convnets.digits.prepare_digit: any digit picture -> the models' (1, 1, 28, 28) input, the MNIST way."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import convnets
+from convnets.digits import MAX_SIDE, DigitSteps, prepare_digit
+
+
+def canvas_drawing(points, size=(280, 280), width=18, transparent=False) -> np.ndarray:
+    """What the dashboard's canvas returns: RGBA, white strokes on black (or on transparent)."""
+    background = (0, 0, 0, 0) if transparent else (0, 0, 0, 255)
+    image = Image.new("RGBA", size, background)
+    ImageDraw.Draw(image).line(points, fill=(255, 255, 255, 255), width=width, joint="curve")
+    return np.asarray(image)
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    total = image.sum()
+    rows, cols = np.indices(image.shape)
+    return float((rows * image).sum() / total), float((cols * image).sum() / total)
+
+
+def ink_box(image: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+SEVEN = [(40, 30), (150, 30), (70, 200)]  # drawn in the top-left corner, far from the centre
+
+
+def test_drawn_stroke_ends_centred_by_mass_and_fits_20x20():
+    steps = prepare_digit(canvas_drawing(SEVEN))
+    assert isinstance(steps, DigitSteps)
+    x = steps.tensor
+    assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) > 0.9
+    row, col = centre_of_mass(x[0, 0].numpy())
+    assert abs(row - 14) <= 0.75 and abs(col - 14) <= 0.75
+    assert max(steps.fitted.shape) == 20
+    height, width = ink_box(x[0, 0].numpy())
+    assert height <= 20 and width <= 20
+    assert np.array_equal(steps.centred, x[0, 0].numpy())
+    assert not steps.inverted
+
+
+def test_aspect_ratio_is_kept():
+    steps = prepare_digit(canvas_drawing([(140, 20), (140, 260)], width=20))  # a tall '1': 240 x 20 pixels
+    assert steps.cropped.shape[0] > 10 * steps.cropped.shape[1]
+    assert steps.fitted.shape[0] == 20 and steps.fitted.shape[1] <= 3
+
+
+def test_steps_are_all_there_for_display():
+    steps = prepare_digit(canvas_drawing(SEVEN))
+    gallery = steps.gallery()
+    assert [image.ndim for _, image in gallery] == [2] * len(gallery)
+    assert gallery[0][1].shape == (280, 280) and gallery[-1][1].shape == (28, 28)
+    top, left, bottom, right = steps.bbox
+    assert steps.cropped.shape == (bottom - top, right - left)
+
+
+def test_transparent_canvas_gives_the_same_digit():
+    opaque = prepare_digit(canvas_drawing(SEVEN)).centred
+    transparent = prepare_digit(canvas_drawing(SEVEN, transparent=True)).centred
+    assert np.abs(opaque - transparent).max() < 1e-3
+
+
+def test_dark_on_light_photo_is_inverted():
+    light_on_dark = Image.new("L", (300, 240), 0)
+    ImageDraw.Draw(light_on_dark).line([(90, 40), (200, 40), (120, 210)], fill=255, width=16)
+    photo = Image.new("RGB", (300, 240), (228, 224, 216))  # paper
+    ImageDraw.Draw(photo).line([(90, 40), (200, 40), (120, 210)], fill=(25, 25, 35), width=16)  # pen
+    reference, inverted = prepare_digit(light_on_dark), prepare_digit(photo)
+    assert inverted.inverted and not reference.inverted
+    assert inverted.ink[0, 0] == 0.0 and inverted.ink.max() == 1.0  # background removed, ink stretched to 1
+    assert np.abs(reference.centred - inverted.centred).mean() < 0.02
+
+
+@pytest.mark.parametrize("blank", [
+    np.zeros((280, 280, 4), np.uint8),  # transparent canvas, nothing drawn
+    np.zeros((280, 280, 4), np.uint8) + np.array([0, 0, 0, 255], np.uint8),  # black canvas, nothing drawn
+    np.full((100, 100), 255, np.uint8),  # blank white paper
+    np.full((64, 64, 3), 0.5, np.float32),
+])
+def test_empty_image_asks_for_a_digit(blank):
+    with pytest.raises(ValueError, match="draw a digit first"):
+        prepare_digit(blank)
+
+
+@pytest.mark.parametrize("shape", [(MAX_SIDE + 1, 64), (64, 5000)])
+def test_huge_image_is_refused(shape):
+    with pytest.raises(ValueError, match="4096x4096"):
+        prepare_digit(np.zeros(shape, np.uint8))
+
+
+def test_huge_pil_image_is_refused_before_decoding():
+    with pytest.raises(ValueError, match="resize it first"):
+        prepare_digit(Image.new("1", (5000, 300)))
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28), (28, 28, 5), (784,), (1, 1, 28, 28)])
+def test_wrong_dimensions(shape):
+    with pytest.raises(ValueError, match="shape"):
+        prepare_digit(np.zeros(shape, np.uint8))
+
+
+def test_tiny_and_non_finite_images():
+    with pytest.raises(ValueError, match="at least"):
+        prepare_digit(np.ones((4, 4), np.uint8))
+    bad = np.zeros((28, 28), np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_digit(bad)
+
+
+def test_held_out_digits_survive_re_embedding(sample_data):
+    """Real held-out digits, enlarged and placed off-centre (some dark on light), classify as the originals do."""
+    x, y = sample_data.test_x.numpy(), sample_data.test_y.numpy()
+    picks = [int(i) for digit in range(10) for i in np.flatnonzero(y == digit)[:3]]
+    originals = torch.from_numpy(x[picks]).float().div(255).unsqueeze(1)
+    prepared = []
+    for k, i in enumerate(picks):
+        enlarged = np.asarray(Image.fromarray(x[i]).resize((84, 84), Image.Resampling.BILINEAR))
+        page = np.zeros((200, 260), np.uint8)
+        top = 15 + 12 * (k % 3)
+        page[top:top + 84, 160:244] = enlarged
+        if k % 2:
+            page = 255 - page  # dark ink on white paper
+        steps = prepare_digit(page)
+        assert steps.inverted == bool(k % 2)
+        prepared.append(steps.tensor)
+        assert np.abs(steps.centred - x[i] / 255.0).mean() < 0.1  # back to (nearly) the MNIST original
+    prepared = torch.cat(prepared)
+    for name in ("lenet5", "lenet5-modern"):
+        model, _ = convnets.load_pretrained(name)
+        with torch.no_grad():
+            agree = (model(originals).argmax(1) == model(prepared).argmax(1)).float().mean().item()
+        assert agree >= 0.8, f"{name}: only {agree:.0%} of {len(picks)} re-embedded digits keep their class"
