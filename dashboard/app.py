@@ -28,8 +28,6 @@ with st.sidebar:
     _, card = resources.load_model(state.model_name())
     st.caption(f"Test error **{card['test_error']:.2f} %**, {resources.measured_on(card)}. "
                f"Trained on {card['data']['description']}.")
-    if "placeholder" in str(card.get("recipe", "")).lower():
-        st.warning("These weights are a placeholder; the trained ones are on their way.", icon=":material/construction:")
 
 page.run()
 
