@@ -1,20 +1,25 @@
-"""The ``convnet-lab`` command line: train, evaluate, layers."""
+"""The ``convnet-lab`` command line: train, evaluate, layers; submit, worker, status, cancel (the background trainer); app."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 import convnets
 from convnets import CheckpointError
 
+from . import distributed
 from .augment import Distortion
 from .data import DataError, load_digits
-from .loop import RECIPES, TrainConfig, error_rate, pick_device, train
+from .loop import PRECISIONS, RECIPES, TrainConfig, check_config, error_rate, pick_device, train
+from .store import STALE_AFTER, RunStore, default_runs_dir
 
 
 def _model_options(pairs: list[str]) -> dict:
@@ -53,6 +58,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--limit", type=int, help="train on the first N training digits only (quick runs)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 autocast on cuda (fp16 where bf16 is missing), fp32 on cpu and mps")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -64,21 +72,34 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=args.model, options=_model_options(args.option), data=args.data,
                        exclude_sample=args.exclude_sample, epochs=args.epochs, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                       distort=distortion, seed=args.seed, device=args.device, train_limit=args.limit)
+                       distort=distortion, seed=args.seed, device=args.device, train_limit=args.limit,
+                       precision=args.precision)
+
+
+def _checked_config(args: argparse.Namespace) -> TrainConfig:
+    """The resolved config, or a ValueError naming the bad option -- before any data is loaded."""
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"threads must be at least 1, got {args.threads}")
+    return check_config(config_from_args(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    world = distributed.from_env()
+    if world.world > 1 and not args.out:
+        raise ValueError("under torchrun pass --out (every rank must write to the same folder)")
     out = Path(args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()) and not (args.resume and (out / "last.pt").exists()):
         raise ValueError(f"{out} already holds files; choose a new --out folder (nothing was overwritten)")
-    config = config_from_args(args)
-    if config.model not in convnets.model_names():
-        raise ValueError(f"unknown model '{config.model}'; choose one of: {', '.join(convnets.model_names())}")
-    convnets.get_model(config.model, **config.options)  # fail on bad options before loading data
-    config.resolved()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = _checked_config(args)
     recipe = shlex.join(["convnet-lab", *args.argv])
-    _, card = train(config, out=out, progress=not args.quiet, recipe=recipe)
-    print(f"test error {card['test_error']:.2f}% on {card['test_set']}; weights and card: {out / 'model.pt'}")
+    try:
+        _, card = train(config, out=out, progress=not args.quiet, recipe=recipe, resume=args.resume)
+    finally:
+        distributed.shutdown()
+    if world.master:
+        print(f"test error {card['test_error']:.2f}% on {card['test_set']}; weights and card: {out / 'model.pt'}")
     return 0
 
 
@@ -112,6 +133,137 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ the background trainer
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .worker import ensure_worker, submit
+
+    config = _checked_config(args)
+    runs = Path(args.runs or default_runs_dir())
+    run_id = submit(config, runs, recipe=shlex.join(["convnet-lab", *args.argv]))
+    print(f"run {run_id} queued in {runs}: {config.model} on {config.data}, {config.epochs} epochs")
+    if args.start_worker:
+        print(f"worker {ensure_worker(runs, threads=args.threads)} serving {runs}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import ensure_worker, serve
+
+    for name in ("poll", "stale_after", "report_every"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"threads must be at least 1, got {args.threads}")
+    if args.background:
+        runs = Path(args.runs or default_runs_dir()).resolve()
+        pid = ensure_worker(runs, threads=args.threads)
+        print(f"worker {pid} serving {runs} (log: {runs / 'worker.log'})")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        taken = serve(args.runs, once=args.once, poll=args.poll, stale_after=args.stale_after,
+                      report_every=args.report_every)
+    finally:
+        distributed.shutdown()
+    if distributed.from_env().master:
+        print(f"queue empty; {taken} run(s) taken")
+    return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with RunStore(args.runs) as store:
+        if args.run is not None:
+            return _run_details(store, args.run)
+        runs = store.runs()
+        if not runs:
+            print(f"no runs in {store.runs_dir}; queue one with `convnet-lab submit`")
+            return 0
+        now = time.time()
+        print(f"{'id':>4}  {'state':9}  {'model':13}  {'data':8}  {'progress':>14}  {'test err':>8}  {'img/s':>8}  "
+              f"{'device':24}  {'time':>8}  note")
+        for run in runs:
+            latest = store.latest(run.id)
+            fraction = run.progress / run.epochs if run.epochs else 0.0
+            progress = f"{run.progress:.1f}/{run.epochs} {100 * fraction:3.0f}%"
+            test = f"{latest['test_error']:.2f}%" if "test_error" in latest else ""
+            speed = latest.get("images_per_s", latest.get("epoch_images_per_s"))
+            speed = f"{speed:,.0f}" if speed is not None else ""
+            seconds = None if run.started is None else (run.ended or now) - run.started
+            note = ""
+            if run.state == "running":
+                age = now - (run.heartbeat or 0)
+                note = f"pid {run.pid} on {run.host}" + (f", no heartbeat for {age:.0f}s" if age > STALE_AFTER else "")
+            elif run.state == "failed" and run.error:
+                note = run.error.strip().splitlines()[-1][:80]
+            data = Path(run.data).name if run.data not in ("mnist", "sample") else run.data
+            print(f"{run.id:>4}  {run.state:9}  {run.model:13}  {data[:8]:8}  {progress:>14}  {test:>8}  {speed:>8}  "
+                  f"{(run.device or '')[:24]:24}  {_duration(seconds):>8}  {note}")
+    return 0
+
+
+def _run_details(store: RunStore, run_id: int) -> int:
+    run = store.get(run_id)
+    print(f"run {run.id}: {run.state}, {run.model} on {run.data}, {run.progress:.2f}/{run.epochs} epochs")
+    print(f"  submitted {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.submitted))}; device {run.device or '-'}; "
+          f"attempts {run.attempts}; checkpoints {store.run_dir(run.id)}")
+    print(f"  recipe: {run.recipe}")
+    print(f"  config: {json.dumps(run.config, sort_keys=True)}")
+    by_epoch: dict[float, dict[str, float]] = {}
+    for m in store.metrics(run.id):
+        if m.name in ("test_error", "epoch_loss", "epoch_train_error", "epoch_seconds"):
+            by_epoch.setdefault(m.epoch, {})[m.name] = m.value
+    if by_epoch:
+        print(f"  {'epoch':>5}  {'loss':>8}  {'train err':>9}  {'test err':>8}  {'seconds':>8}")
+        for epoch, v in sorted(by_epoch.items()):
+            print(f"  {epoch:5.0f}  {v.get('epoch_loss', float('nan')):8.4f}  {v.get('epoch_train_error', float('nan')):8.2f}%"
+                  f"  {v.get('test_error', float('nan')):7.2f}%  {v.get('epoch_seconds', float('nan')):8.1f}")
+    if run.error:
+        print("  error:\n    " + run.error.strip().replace("\n", "\n    "))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with RunStore(args.runs) as store:
+        for run_id in args.run:
+            run = store.cancel(run_id)
+            print(f"run {run.id} cancelled" + (" (its worker stops within seconds)" if run.pid is not None else ""))
+    return 0
+
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+
+def app_command(address: str = "localhost", port: int = 8501) -> list[str]:
+    """The streamlit command line that serves the dashboard (localhost unless asked otherwise)."""
+    if not DASHBOARD.is_file():
+        raise FileNotFoundError(f"no dashboard at {DASHBOARD}; it ships with the source tree: "
+                                "clone the repository and install it with `pip install -e .`")
+    return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD), "--server.address", address,
+            "--server.port", str(port), "--server.maxUploadSize", "2", "--server.headless", "true",
+            "--browser.gatherUsageStats", "false"]
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    command = app_command(args.address, args.port)
+    print(f"convnet lab: open http://{args.address}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
+    return subprocess.call(command, cwd=DASHBOARD.parent.parent)
+
+
+def _add_runs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=Path, default=None, metavar="DIR",
+                   help="runs folder holding the store and checkpoints (default $CONVNET_LAB_RUNS or "
+                        "~/.cache/convnet-lab/runs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convnet-lab", description="Train and inspect LeNet-5 and friends.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                        + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()))
     _add_train_arguments(p)
     p.add_argument("--out", help="new folder for checkpoints (default runs/MODEL-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt when it is there (same options)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -135,6 +288,45 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the layer table (the paper's params and connections) of a model.")
     p.add_argument("model", help=f"one of: {', '.join(convnets.model_names())}")
     p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("submit", help="queue a training run for the background worker (same options as train)",
+                       description="Queue a run in the run store; a worker (`convnet-lab worker`) trains it.")
+    _add_train_arguments(p)
+    _add_runs_argument(p)
+    p.add_argument("--start-worker", action="store_true", help="also start a background worker unless one is alive")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("worker", help="train queued runs in order (cuda, then mps, then cpu)",
+                       description="Serve the run queue: train each queued run, stream its metrics to the store, "
+                       "resume runs whose worker died. Under torchrun every rank trains each run together (DDP).")
+    _add_runs_argument(p)
+    p.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--background", action="store_true",
+                   help="start a detached worker (pid file and log in the runs folder) unless one is alive, and return")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue (default 1)")
+    p.add_argument("--report-every", type=float, default=2.0, help="seconds between live metric writes (default 2)")
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER,
+                   help=f"seconds without heartbeat before a running run counts as orphaned (default {STALE_AFTER:.0f})")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("status", help="table of runs with progress, or one run's details",
+                       description="List the runs of the store (or show one run: config, epochs, error).")
+    p.add_argument("run", nargs="?", type=int, help="a run id for its details")
+    _add_runs_argument(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("cancel", help="cancel queued or running runs",
+                       description="Cancel runs; a running one stops within seconds, its last checkpoint stays.")
+    p.add_argument("run", nargs="+", type=int, help="run ids")
+    _add_runs_argument(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("app", help="start the dashboard in the browser (streamlit, on localhost)",
+                       description="Serve the Streamlit dashboard. It listens on localhost unless --address says otherwise.")
+    p.add_argument("--address", default="localhost", help="interface to listen on (default localhost; 0.0.0.0 = all)")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=cmd_app)
     return parser
 
 
