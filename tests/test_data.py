@@ -119,3 +119,7 @@ def test_the_official_test_set_is_recognised_by_content(mnist_npz, tmp_path):
     arrays = _arrays()
     np.savez(tmp_path / "other.npz", **arrays)
     assert load_digits(str(tmp_path / "other.npz")).test_description == "the test split of path:other.npz (5 digits)"
+
+
+def test_any_prefix_of_the_offline_training_digits_holds_every_class(sample_data):
+    assert sample_data.train_y[:100].unique().tolist() == list(range(10))  # so --limit 100 trains on all ten digits

