@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
 
+from .alexnet import AlexNet, AlexNetCifar, FourLayerCNN, TorchvisionAlexNet, load_torchvision_alexnet
 from .checkpoint import CheckpointError, load_state, read_checkpoint
 from .lenet import LeNet5, LeNet5Modern
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
     "lenet5-modern": LeNet5Modern,
+    "alexnet": AlexNet,
+    "alexnet-torchvision": TorchvisionAlexNet,
+    "alexnet-cifar": AlexNetCifar,
+    "cnn4-cifar": FourLayerCNN,
+}
+
+# Pretrained weights fetched from elsewhere rather than shipped: name -> loader(weights_path) -> (model, card).
+DOWNLOADABLE: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
+    "alexnet-torchvision": load_torchvision_alexnet,
 }
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -46,16 +57,23 @@ def model_from_checkpoint(payload: dict, source: str = "checkpoint") -> nn.Modul
     return load_state(model, payload, source)
 
 
-def load_pretrained(name: str) -> tuple[nn.Module, dict]:
-    """The shipped weights for ``name``: ``(model in eval mode, card)``.
+def load_pretrained(name: str, weights_path: str | os.PathLike | None = None) -> tuple[nn.Module, dict]:
+    """Pretrained weights for ``name``: ``(model in eval mode, card)``.
 
-    The card says what the weights were trained on, the exact training
-    command, and the test error measured on the official MNIST test set.
+    Shipped models read ``weights/<name>.pt`` (or the convnet-lab checkpoint at ``weights_path``);
+    the card says what the weights were trained on, the exact training command and the test error.
+    ``alexnet-torchvision`` is torchvision's IMAGENET1K_V1: from ``weights_path`` (a torchvision
+    state dict), ``$CONVNET_LAB_WEIGHTS/alexnet-*.pth``, or torchvision's download.
     """
-    path = WEIGHTS_DIR / f"{name}.pt"
+    if name in DOWNLOADABLE:
+        return DOWNLOADABLE[name](weights_path)
+    path = Path(weights_path) if weights_path is not None else WEIGHTS_DIR / f"{name}.pt"
     if not path.is_file():
+        if weights_path is not None:
+            raise CheckpointError(f"no checkpoint at {path}: check weights_path")
         shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
-        raise ValueError(f"no shipped weights for '{name}'; shipped: {', '.join(shipped) or 'none'}")
+        raise ValueError(f"no shipped weights for '{name}'; shipped: {', '.join(shipped) or 'none'}; "
+                         f"downloadable: {', '.join(sorted(DOWNLOADABLE))}; or pass weights_path=CHECKPOINT")
     payload = read_checkpoint(path)
     if payload["model"] != name:
         raise CheckpointError(f"{path} holds weights for '{payload['model']}', not '{name}'")

@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_argument(p)
     p.set_defaults(func=cmd_cancel)
 
+    p = sub.add_parser("experiment", help="AlexNet-track experiments: relu-tanh, dropout-aug, evaluate, time-retrieval",
+                       description="Runs `python -m training.experiments`; see `convnet-lab experiment --help`.")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
     p = sub.add_parser("app", help="start the dashboard in the browser (streamlit, on localhost)",
                        description="Serve the Streamlit dashboard. It listens on localhost unless --address says otherwise.")
     p.add_argument("--address", default="localhost", help="interface to listen on (default localhost; 0.0.0.0 = all)")
@@ -332,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["experiment"]:  # its own parser, with its own subcommands
+        from .experiments import main as experiments_main
+
+        return experiments_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

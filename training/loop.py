@@ -120,7 +120,11 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def check_config(config: TrainConfig) -> TrainConfig:
     """The resolved config, or a ValueError naming the bad setting -- without loading any data."""
-    convnets.get_model(config.model, **config.options)  # unknown model or option
+    model = convnets.get_model(config.model, **config.options)  # unknown model or option
+    if getattr(model, "input_shape", None) != (1, 28, 28):
+        digit_models = [n for n in convnets.model_names() if getattr(convnets.get_model(n), "input_shape", None) == (1, 28, 28)]
+        raise ValueError(f"'{config.model}' takes colour images, and this loop trains digit models ({', '.join(digit_models)}); "
+                         "train image models with `convnet-lab experiment`")
     source = config.data
     if source not in ("mnist", "sample"):  # the names load_digits accepts
         if not (os.sep in source or source.endswith(".npz") or Path(source).exists()):
