@@ -18,6 +18,7 @@ pages = [
     st.Page("pages/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
     st.Page("pages/filters.py", title="Filters", icon=":material/grid_on:"),
     st.Page("pages/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+    st.Page("pages/misclassified.py", title="Misclassified", icon=":material/error:"),
     st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
 ]
 page = st.navigation(pages)

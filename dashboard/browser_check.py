@@ -31,7 +31,7 @@ PORT = 8599
 URL = f"http://localhost:{PORT}"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic"]
-PAGES = ["Draw & predict", "Filters", "Feature maps", "Architecture"]
+PAGES = ["Draw & predict", "Filters", "Feature maps", "Misclassified", "Architecture"]
 
 
 def start_app() -> subprocess.Popen:
@@ -146,6 +146,51 @@ def dark_on_light_png() -> Path:
     return path
 
 
+def worst_confusion(model_name: str) -> tuple[int, int, int]:
+    """(true, predicted, count) of the most frequent mistake of a shipped model on the held-out digits."""
+    import numpy as np
+
+    import convnets
+    from training.data import load_sample
+    from training.loop import predict
+
+    model, _ = convnets.load_pretrained(model_name)
+    data = load_sample()
+    predictions = predict(model, data.test_x).numpy()
+    counts = np.zeros((10, 10), dtype=int)
+    np.add.at(counts, (data.test_y.numpy(), predictions), 1)
+    np.fill_diagonal(counts, 0)
+    true, predicted = np.unravel_index(counts.argmax(), counts.shape)
+    return int(true), int(predicted), int(counts[true, predicted])
+
+
+def click_confusion_cell(page: Page, shots: Path, failures: list[str]) -> None:
+    """On Misclassified (lenet5-modern is picked by now), click the biggest off-diagonal cell; the gallery must follow."""
+    true, predicted, count = worst_confusion("lenet5-modern")
+    go_to(page, "Misclassified")
+    area = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * (predicted + 0.5) / 10, box["y"] + box["height"] * (true + 0.5) / 10)
+    settle(page)
+    wanted = f"misclassified held-out digits (true {true}, predicted {predicted})"
+    if wanted not in page.locator('[data-testid="stMain"]').inner_text():
+        failures.append(f"clicking cell true {true} / predicted {predicted} did not filter the gallery ({wanted!r} missing)")
+    shoot(page, shots, "16_misclassified_cell_clicked", failures)
+    print(f"  clicked true {true} → predicted {predicted} ({count} digit(s))")
+    buttons = page.get_by_role("button", name="Use", exact=True)
+    if buttons.count() != count:
+        failures.append(f"the filtered gallery shows {buttons.count()} digits, the cell says {count}")
+    if buttons.count():
+        first = page.locator('[data-testid="stMain"] [data-testid="stImageCaption"]').first.inner_text()  # '#279: 2 → 8, …'
+        buttons.first.click()
+        settle(page)
+        caption = page.locator('[data-testid="stSidebar"]').inner_text()
+        if f"Current image: held-out digit {first.split(':')[0]}" not in caption:
+            failures.append("Use did not make the digit the current image (sidebar caption)")
+        shoot(page, shots, "17_misclassified_used", failures)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
@@ -179,7 +224,7 @@ def main() -> int:
                 page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
                 page.get_by_role("option", name="lenet5-modern", exact=False).click()
                 settle(page)
-                for number, title in enumerate(PAGES[1:], start=6):
+                for number, title in enumerate(PAGES[1:], start=7):
                     print(title)
                     go_to(page, title)
                     shoot(page, args.shots, f"{number:02d}_{title.lower().replace(' ', '_')}_modern", failures)
@@ -189,12 +234,12 @@ def main() -> int:
                 page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(dark_on_light_png()))
                 page.get_by_role("heading", name="Current image: your upload").wait_for(timeout=30_000)
                 settle(page)
-                shoot(page, args.shots, "09_draw_upload_modern", failures)
+                shoot(page, args.shots, "11_draw_upload_modern", failures)
 
                 print("Draw & predict, Clear")
                 page.get_by_role("button", name="Clear").click()
                 settle(page)
-                shoot(page, args.shots, "10_draw_cleared", failures)
+                shoot(page, args.shots, "12_draw_cleared", failures)
 
                 print("Draw & predict, uploading a file that is not an image, then one over the size cap")
                 uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
@@ -203,7 +248,7 @@ def main() -> int:
                 settle(page)
                 if page.get_by_text("could not read").count() == 0:
                     failures.append("a corrupt upload did not show the 'could not read ... as an image' warning")
-                shoot(page, args.shots, "11_draw_corrupt_upload", failures)
+                shoot(page, args.shots, "13_draw_corrupt_upload", failures)
                 page.get_by_role("button", name="Clear").click()
                 settle(page)
                 uploader.set_input_files(files=[{"name": "huge.png", "mimeType": "image/png",
@@ -211,7 +256,7 @@ def main() -> int:
                 settle(page)
                 if page.get_by_role("heading", name="Current image: your upload").count():
                     failures.append("a 3 MB upload got through the 2 MB cap")
-                shoot(page, args.shots, "12_draw_oversize_upload", failures)
+                shoot(page, args.shots, "14_draw_oversize_upload", failures)
 
                 print("Feature maps, hovering over C1")
                 go_to(page, "Feature maps")
@@ -225,7 +270,10 @@ def main() -> int:
                 print("  hover label:", " ".join(hover.first.text_content().split()) if hover.count() else None)
                 if hover.count() == 0:
                     failures.append("no hover label over the C1 feature maps")
-                page.screenshot(path=str(args.shots / "13_feature_maps_hover.png"))
+                page.screenshot(path=str(args.shots / "15_feature_maps_hover.png"))
+
+                print("Misclassified, clicking a confusion-matrix cell, then Use")
+                click_confusion_cell(page, args.shots, failures)
             finally:
                 browser.close()
     finally:

@@ -11,6 +11,7 @@ from PIL import Image
 DIVERGING = "RdBu_r"  # negative blue, zero white, positive red
 SEQUENTIAL = "Greys"
 INK = [[0.0, "black"], [1.0, "white"]]  # digits as the canvas draws them: white ink on black
+ERRORS = [[0.0, "#fff5f0"], [1.0, "#f0694a"]]  # white to mid red: dark count text stays readable
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
 
 
@@ -155,4 +156,40 @@ def error_curves(epochs: list[dict], train_label: str, test_label: str) -> go.Fi
     fig.update_xaxes(title="epoch", dtick=1 if len(x) <= 20 else None)
     fig.update_yaxes(title="error (%)", rangemode="tozero")
     fig.update_layout(height=320, legend={"orientation": "h", "y": -0.3}, **LAYOUT)
+    return fig
+
+
+def confusion_matrix(counts: np.ndarray, title: str, measured_on: str, height: int = 540) -> go.Figure:
+    """A 10x10 confusion matrix (rows = true class, columns = predicted class) as a heatmap of the errors.
+
+    The colour shows the off-diagonal (wrong) counts only, so a few errors are not washed out by the ~100 right
+    answers per class; every cell carries its count as text. A transparent square marker on each cell takes the
+    hover and the click, because Streamlit's ``on_select`` reports nothing for clicks on heatmap traces.
+    """
+    counts = np.asarray(counts)
+    n = counts.shape[0]
+    errors = counts.astype(np.float64)
+    np.fill_diagonal(errors, np.nan)
+    true, pred = np.indices(counts.shape)
+    kind = np.where(true == pred, "right", "wrong")
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(z=errors, x=list(range(n)), y=list(range(n)), colorscale=ERRORS, zmin=0,
+                             zmax=max(1.0, float(np.nanmax(errors))), xgap=2, ygap=2, hoverinfo="skip",
+                             colorbar={"thickness": 12, "title": {"text": "errors"}}))
+    fig.add_trace(go.Scatter(
+        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=[str(c) if c else "" for c in counts.ravel()],
+        textfont={"size": 12, "color": "#444"},
+        customdata=np.stack([true.ravel(), pred.ravel(), kind.ravel(), counts.ravel()], axis=-1),
+        marker={"symbol": "square", "size": 28, "color": "rgba(0,0,0,0)"}, showlegend=False,
+        selected={"marker": {"color": "rgba(31,78,156,0.35)"}},
+        unselected={"marker": {"opacity": 1}, "textfont": {"color": "#444"}},
+        hovertemplate=("true %{customdata[0]} → predicted %{customdata[1]}<br>%{customdata[3]} digit(s), %{customdata[2]}"
+                       f"<br>{measured_on}<extra></extra>"),
+    ))
+    fig.update_xaxes(title="predicted class", dtick=1, side="top", showgrid=False, zeroline=False, constrain="domain",
+                     range=[-0.5, n - 0.5])
+    fig.update_yaxes(title="true class", dtick=1, range=[n - 0.5, -0.5], scaleanchor="x", showgrid=False, zeroline=False,
+                     constrain="domain")
+    fig.update_layout(title=title, height=height, plot_bgcolor="#f7f7f7", clickmode="event+select", dragmode=False,
+                      **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 70, "b": 10}})
     return fig

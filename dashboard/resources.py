@@ -81,3 +81,50 @@ def probe(name: str, image: np.ndarray) -> Probe:
             scores = model(x)[0]
     return Probe(activations={k: v[0].numpy() for k, v in outputs.items()}, scores=scores.numpy(),
                  probabilities=torch.softmax(scores, dim=0).numpy())
+
+
+PAPER_ERRORS = {  # LeCun et al. (1998), official MNIST test set (10,000 digits)
+    "LeNet-5": 0.95,
+    "LeNet-5, trained on distorted digits": 0.8,
+}
+
+
+@dataclass(frozen=True)
+class HeldOutErrors:
+    """A shipped model over the 1,000 held-out digits of the offline sample."""
+
+    predictions: np.ndarray  # (N,) predicted class per held-out digit
+    confidences: np.ndarray  # (N,) softmax of the scores at the predicted class
+    labels: np.ndarray  # (N,) true classes
+    confusion: np.ndarray  # (10, 10) counts, rows = true class, columns = predicted class
+    description: str  # what the digits are, e.g. 'the 1,000 held-out digits of ...'
+
+    @property
+    def wrong(self) -> np.ndarray:
+        """Indices of the misclassified held-out digits, in dataset order."""
+        return np.flatnonzero(self.predictions != self.labels)
+
+    @property
+    def error_rate(self) -> float:
+        """Percent of the held-out digits the model gets wrong."""
+        return 100.0 * len(self.wrong) / len(self.labels)
+
+
+@st.cache_data(show_spinner="Classifying the held-out digits…", max_entries=4)
+def held_out_errors(name: str, version: float) -> HeldOutErrors:
+    """``training.loop.predict`` of the shipped ``name`` model on every held-out digit, with confidences and confusions."""
+    from training.data import as_float
+    from training.loop import predict
+
+    model, _, lock = _load(name, version)
+    data = load_sample()
+    images, labels = data.test_x, data.test_y
+    with lock, torch.no_grad():
+        predictions = predict(model, images)
+        probabilities = torch.softmax(model(as_float(images)), dim=1)
+    predictions, labels = predictions.numpy(), labels.numpy()
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    confidences = probabilities.numpy()[np.arange(len(predictions)), predictions]
+    return HeldOutErrors(predictions=predictions, confidences=confidences, labels=labels, confusion=confusion,
+                         description=f"the {len(labels):,} held-out digits of {data.description}")

@@ -22,7 +22,7 @@ import convnets  # noqa: E402
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
 PAGES = {"draw": "pages/draw.py", "filters": "pages/filters.py", "feature_maps": "pages/feature_maps.py",
-         "architecture": "pages/architecture.py"}
+         "architecture": "pages/architecture.py", "misclassified": "pages/misclassified.py"}
 MODELS = ("lenet5", "lenet5-modern")
 TIMEOUT = 120  # first runs load weights and the sample on a busy machine
 
@@ -154,3 +154,80 @@ def test_app_navigation_and_model_picker(digit):
     at.switch_page("pages/feature_maps.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.title[0].value == "Feature maps"
+
+
+def held_out_mistakes(model_name: str, sample_data) -> np.ndarray:
+    """Indices of the held-out digits the shipped model gets wrong, counted independently of the dashboard."""
+    from training.loop import predict
+
+    model, _ = convnets.load_pretrained(model_name)
+    with torch.no_grad():
+        predictions = predict(model, sample_data.test_x)
+    return np.flatnonzero((predictions != sample_data.test_y).numpy())
+
+
+def gallery_captions(at: AppTest) -> list[str]:
+    """The gallery's image captions, '#index: true → predicted, confidence'."""
+    return [image.proto.imgs[0].caption for image in at.get("image") if image.proto.imgs[0].caption.startswith("#")]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_misclassified_page_counts_and_lists_every_error(model, digit, sample_data):
+    at = run_page("misclassified", model, digit)
+    assert at.title[0].value == "Misclassified"
+    wrong = held_out_mistakes(model, sample_data)
+    shown = next(m for m in at.metric if m.label == "Misclassified held-out digits")
+    assert shown.value == str(len(wrong))
+    rate = next(m for m in at.metric if m.label == "Held-out error")
+    assert rate.value == f"{100 * len(wrong) / len(sample_data.test_y):.2f} %"
+    _, card = convnets.load_pretrained(model)
+    assert next(m for m in at.metric if m.label == "Model card test error").value == f"{card['test_error']:.2f} %"
+    captions = " ".join(c.value for c in at.caption)
+    assert "1,000 held-out digits" in captions and card["test_set"] in captions and "0.95 %" in captions
+    assert charts(at) == 1  # the confusion matrix
+    captions = gallery_captions(at)
+    assert sorted(int(c.split(":")[0][1:]) for c in captions) == list(wrong)
+    labels = sample_data.test_y.numpy()
+    assert all(c.split(":")[1].split("→")[0].strip() == str(labels[int(c.split(":")[0][1:])]) for c in captions)
+
+
+def test_misclassified_filter_by_true_class_and_use(sample_data):
+    model = "lenet5"
+    wrong = held_out_mistakes(model, sample_data)
+    labels = sample_data.test_y.numpy()
+    cls = int(np.bincount(labels[wrong], minlength=10).argmax())  # the true class with the most mistakes
+    at = run_page("misclassified", model, None)
+    at.selectbox(key="misclassified_true").select(cls).run()
+    assert not at.exception, [e.message for e in at.exception]
+    captions = gallery_captions(at)
+    expected = [int(i) for i in wrong if labels[i] == cls]
+    assert sorted(int(c.split(":")[0][1:]) for c in captions) == expected
+    assert all(c.split(":")[1].split("→")[0].strip() == str(cls) for c in captions)
+    at.selectbox(key="misclassified_predicted").select(cls).run()  # the diagonal: right answers, none shown
+    assert not at.exception and not gallery_captions(at) and at.info
+    next(b for b in at.button if b.label == "Show all").click().run()
+    assert len(gallery_captions(at)) == len(wrong)
+    at.button(key=f"use_{expected[0]}").click().run()
+    assert not at.exception
+    current = at.session_state["current_digit"]
+    assert current["source"] == f"held-out digit #{expected[0]}" and current["label"] == cls
+    assert np.allclose(current["image"], sample_data.test_x[expected[0]].numpy() / 255.0)
+
+
+def test_misclassified_use_survives_switching_to_draw(sample_data):
+    """A digit picked on Misclassified stays the current image on Draw & predict (which re-picks held-out digits)."""
+    index = int(held_out_mistakes("lenet5", sample_data)[0])
+    at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/misclassified.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.title[0].value == "Misclassified"
+    at.button(key=f"use_{index}").click().run()
+    at.switch_page("pages/draw.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.session_state["current_digit"]["source"] == f"held-out digit #{index}"
+    assert next(m for m in at.metric if m.label == "First guess").value == str(predicted("lenet5", state_image(at)))
+
+
+def state_image(at: AppTest) -> np.ndarray:
+    return np.asarray(at.session_state["current_digit"]["image"], dtype=np.float32)
