@@ -1,13 +1,14 @@
-"""Browser check of the dashboard (run by hand; not a pytest test).
+"""Browser check of the dashboard: tests/test_browser.py runs it; it also runs by hand.
 
-Starts ``streamlit run dashboard/app.py`` on localhost:8599, opens every page in
-headless Chromium through Playwright, draws a digit on the canvas with the
-mouse, uploads a dark-on-light picture, switches model, and writes a
-screenshot per step to /tmp/shots/. Fails (exit 1) if any page shows a
-Streamlit exception box.
+Starts the app as the README does (``convnet-lab app``, here on localhost:8599, with a
+temporary runs folder), opens it in headless Chromium through Playwright, draws a digit on
+the canvas with the mouse, uploads a dark-on-light picture and two bad files, visits every
+page in the sidebar with both shipped models, hovers a feature map, clicks a confusion-matrix
+cell, and writes a screenshot per step. Fails (exit 1) if any page shows a Streamlit
+exception box or a step does not do what it should.
 
     python dashboard/browser_check.py            # Debian's chromium at /usr/bin/chromium
-    python dashboard/browser_check.py --chromium /path/to/chrome --shots /tmp/shots
+    python dashboard/browser_check.py --chromium /path/to/chrome --shots /tmp/shots --port 8599
 """
 
 from __future__ import annotations
@@ -29,17 +30,19 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 ROOT = Path(__file__).resolve().parents[1]
 PORT = 8599
 URL = f"http://localhost:{PORT}"
+FIRST_PAGE = "Draw & predict"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic"]
-PAGES = ["Draw & predict", "Filters", "Feature maps", "Misclassified", "Architecture"]
 
 
-def start_app() -> subprocess.Popen:
-    """Start streamlit from the repository root (so .streamlit/config.toml applies) and wait until it is healthy."""
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-               "--server.port", str(PORT), "--server.address", "localhost", "--browser.gatherUsageStats", "false"]
+def start_app(runs_dir: Path) -> subprocess.Popen:
+    """Start the app the README's way (``convnet-lab app``) and wait until it is healthy."""
+    launcher = Path(sys.executable).with_name("convnet-lab")
+    command = [str(launcher), "app", "--port", str(PORT)] if launcher.is_file() else \
+        [sys.executable, "-m", "training.cli", "app", "--port", str(PORT)]
     log = open(Path(tempfile.gettempdir()) / "browser_check_streamlit.log", "w")  # noqa: SIM115 - lives as long as the app
-    app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "CONVNET_LAB_RUNS": str(runs_dir)}
+    app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if app.poll() is not None:
@@ -62,6 +65,19 @@ def stop_app(app: subprocess.Popen) -> None:
             app.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(app.pid, signal.SIGKILL)
+
+
+def stop_worker(runs_dir: Path) -> None:
+    """Stop a background worker the app may have started in the temporary runs folder."""
+    pid_file = runs_dir / "worker.pid"
+    try:
+        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
+def slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
 
 
 def settle(page: Page, heading: str | None = None, timeout_s: float = 60) -> None:
@@ -97,6 +113,12 @@ def go_to(page: Page, title: str) -> None:
     """Navigate through the sidebar, which keeps the session (and the current image)."""
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
     settle(page, heading=title)
+
+
+def sidebar_pages(page: Page) -> list[str]:
+    """The titles of every page in the sidebar navigation, in order."""
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    return [" ".join(links.nth(i).inner_text().split()) for i in range(links.count())]
 
 
 def find_canvas(page: Page) -> tuple[Page | Frame, str]:
@@ -195,17 +217,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
     parser.add_argument("--shots", default="/tmp/shots", type=Path, help="folder for the screenshots")
+    parser.add_argument("--port", type=int, default=PORT)
     args = parser.parse_args()
     args.shots.mkdir(parents=True, exist_ok=True)
+    global PORT, URL
+    PORT, URL = args.port, f"http://localhost:{args.port}"
     failures: list[str] = []
-    app = start_app()
+    runs_dir = Path(tempfile.mkdtemp(prefix="browser_check_runs_"))
+    app = start_app(runs_dir)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(URL, wait_until="domcontentloaded")
-                settle(page, heading=PAGES[0])
+                settle(page, heading=FIRST_PAGE)
+                pages = sidebar_pages(page)
+                print("pages:", ", ".join(pages))
+                if pages[:1] != [FIRST_PAGE] or len(pages) < 5:
+                    failures.append(f"unexpected sidebar pages {pages}")
                 print("Draw & predict, default held-out digit")
                 shoot(page, args.shots, "01_draw_default", failures)
 
@@ -215,22 +245,22 @@ def main() -> int:
                 settle(page)
                 shoot(page, args.shots, "02_draw_drawn", failures)
 
-                for number, title in enumerate(PAGES[1:], start=3):
+                for title in pages[1:]:
                     print(title)
                     go_to(page, title)
-                    shoot(page, args.shots, f"{number:02d}_{title.lower().replace(' ', '_')}_lenet5", failures)
+                    shoot(page, args.shots, f"03_{slug(title)}_lenet5", failures)
 
                 print("switching the model to lenet5-modern")
                 page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
                 page.get_by_role("option", name="lenet5-modern", exact=False).click()
                 settle(page)
-                for number, title in enumerate(PAGES[1:], start=7):
+                for title in pages[1:]:
                     print(title)
                     go_to(page, title)
-                    shoot(page, args.shots, f"{number:02d}_{title.lower().replace(' ', '_')}_modern", failures)
+                    shoot(page, args.shots, f"07_{slug(title)}_modern", failures)
 
                 print("Draw & predict, uploading a dark-on-light picture")
-                go_to(page, PAGES[0])
+                go_to(page, FIRST_PAGE)
                 page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(dark_on_light_png()))
                 page.get_by_role("heading", name="Current image: your upload").wait_for(timeout=30_000)
                 settle(page)
@@ -278,6 +308,7 @@ def main() -> int:
                 browser.close()
     finally:
         stop_app(app)
+        stop_worker(runs_dir)
     for failure in failures:
         print("FAIL", failure)
     print("browser check:", "FAILED" if failures else "passed", f"(screenshots in {args.shots})")

@@ -14,6 +14,7 @@ one curve per run (per epoch: loss, training error, test error, seconds) and a s
     convnet-lab experiment dropout-aug --data PATH_OR_cifar10 --preset smoke|cpu|gpu
     convnet-lab experiment evaluate alexnet-torchvision --data imagenette --ten-patch
     convnet-lab experiment time-retrieval
+    convnet-lab experiment train --data PATH_OR_cifar10 --epochs 10 --out-model runs/alexnet-cifar/model.pt
 """
 
 from __future__ import annotations
@@ -225,6 +226,55 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
     return {"experiment": "dropout-augmentation", "conditions": conditions, "runs": runs, "summary": summary}
 
 
+def train_checkpoint(data: ImageData, out_model: str | Path, *, model_name: str = "alexnet-cifar", options: dict | None = None,
+                     epochs: int = 10, lr: float = 0.01, batch_size: int = 128, momentum: float = 0.9,
+                     weight_decay: float = 5e-4, augmented: bool = True, seed: int = 0, command: str = "",
+                     half: bool = False, log: Callable[[str], None] = _log) -> dict:
+    """Train one image model (SGD, cosine decay, the paper's augmentation) and write a checkpoint with a card.
+
+    The card records the data, every switch of the augmentation, the recipe, the command, the
+    per-epoch curve and the final test error (centre crop and, for the record, ten patches).
+    ``half`` stores the weights as float16 (half the file; the model loads them back as float32 and
+    the card's test errors are re-measured with the rounded weights).
+    """
+    device = data.train_x.device
+    options = dict(options or {})
+    torch.manual_seed(seed)
+    model = convnets.get_model(model_name, **options).to(device)
+    augment = ImageAugment.cifar() if augmented else ImageAugment.off()
+    pca = colour_pca(data.train_x) if augmented else None
+    run = train_images(model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                       weight_decay=weight_decay, schedule="cosine", augment=augment, pca=pca, seed=seed, log=log,
+                       label=model_name)
+    if run["diverged"]:
+        raise ValueError(f"training diverged at lr {lr}; lower --lr")
+    if half:
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor.half().float())
+        run["curve"][-1]["test_error"] = evaluate_topk(model, data, k=(1,))["top1_error"]
+    ten_patch = evaluate_topk(model, data, k=(1,), ten_patch=True)["top1_error"]
+    summary = data.summary()
+    card = {"data": {"description": summary["description"], "train_images": len(data.train_y),
+                     "test_images": len(data.test_y)},
+            "recipe": {"optimizer": "sgd", "lr": lr, "schedule": "cosine to lr/100", "momentum": momentum,
+                       "weight_decay": weight_decay, "batch_size": batch_size, "epochs": epochs, "seed": seed,
+                       "augmentation": augment.as_dict() if augmented else None,
+                       "colour_pca": pca.as_dict() if pca is not None else None},
+            "command": command, "device": describe_device(device), "curve": run["curve"],
+            "test_error": run["curve"][-1]["test_error"], "ten_patch_test_error": ten_patch,
+            "test_set": f"the {len(data.test_y):,} test images of {summary['description']}",
+            "classes": list(data.classes), "seconds": run["seconds"],
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights_dtype": "float16" if half else "float32"}
+    model.cpu()
+    if half:
+        model.half()
+    convnets.save_checkpoint(out_model, model_name, options, model, card)
+    return card
+
+
 def save_result(result: dict, out: str | Path = DEFAULT_OUT, name: str | None = None) -> Path:
     """Write ``result`` as ``out/<name>.json`` (atomically), adding when and where it ran."""
     out = Path(out)
@@ -296,6 +346,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, help="units of fc6 and fc7")
     p.add_argument("--lr", type=float)
 
+    p = sub.add_parser("train", help="train one image model (default alexnet-cifar) and write a checkpoint with its card")
+    p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision download) or an image folder / .tar.gz")
+    p.add_argument("--model", default="alexnet-cifar", choices=["alexnet-cifar", "cnn4-cifar"])
+    p.add_argument("--width", type=float, default=1.0, help="alexnet-cifar channel multiplier (2 = the paper's 96 conv1 kernels)")
+    p.add_argument("--hidden", type=int, default=1024, help="alexnet-cifar units of fc6 and fc7")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--no-augment", action="store_true", help="train without crops, reflections and PCA colour")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--train-size", type=int, help="training images (class-balanced subset); default all")
+    p.add_argument("--test-size", type=int, help="test images; default all")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-model", required=True, help="checkpoint to write (refused if it exists)")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file size)")
+
     p = sub.add_parser("evaluate", help="top-1 / top-5 error of a model on a labelled image folder")
     p.add_argument("model", help="a pretrained name (alexnet-torchvision, ...) or a convnet-lab checkpoint path")
     p.add_argument("--weights", help="weights file for the pretrained name (e.g. alexnet-owt-7be5be79.pth)")
@@ -323,6 +391,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "evaluate":
             return _evaluate(args, device)
+        if args.command == "train":
+            if Path(args.out_model).exists():
+                raise ValueError(f"{args.out_model} exists; pass another --out-model (nothing is overwritten)")
+            options = {"width": args.width, "hidden": args.hidden, "dropout": args.dropout} \
+                if args.model == "alexnet-cifar" else {}
+            data = _load(args).to(device)
+            card = train_checkpoint(data, args.out_model, model_name=args.model, options=options, epochs=args.epochs,
+                                    lr=args.lr, batch_size=args.batch_size, augmented=not args.no_augment,
+                                    seed=args.seed, command=command, half=args.half)
+            print(f"test error {card['test_error']:.2f} % (ten patches {card['ten_patch_test_error']:.2f} %); "
+                  f"checkpoint: {args.out_model}")
+            return 0
         if args.command == "relu-tanh":
             settings = _settings(args, RELU_TANH_PRESETS)
             args.train_size, args.test_size = settings["train_size"], settings["test_size"]
