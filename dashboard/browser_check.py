@@ -214,13 +214,13 @@ def click_confusion_cell(page: Page, shots: Path, failures: list[str]) -> None:
 
 
 def main() -> int:
+    global PORT, URL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
     parser.add_argument("--shots", default="/tmp/shots", type=Path, help="folder for the screenshots")
     parser.add_argument("--port", type=int, default=PORT)
     args = parser.parse_args()
     args.shots.mkdir(parents=True, exist_ok=True)
-    global PORT, URL
     PORT, URL = args.port, f"http://localhost:{args.port}"
     failures: list[str] = []
     runs_dir = Path(tempfile.mkdtemp(prefix="browser_check_runs_"))
@@ -304,6 +304,10 @@ def main() -> int:
 
                 print("Misclassified, clicking a confusion-matrix cell, then Use")
                 click_confusion_cell(page, args.shots, failures)
+            except Exception:
+                page.screenshot(path=str(args.shots / "failed_here.png"), full_page=True)
+                print("page text where it failed:", page.locator("body").inner_text()[:1500])
+                raise
             finally:
                 browser.close()
     finally:
