@@ -41,7 +41,7 @@ def start_app(runs_dir: Path) -> subprocess.Popen:
     command = [str(launcher), "app", "--port", str(PORT)] if launcher.is_file() else \
         [sys.executable, "-m", "training.cli", "app", "--port", str(PORT)]
     log = open(Path(tempfile.gettempdir()) / "browser_check_streamlit.log", "w")  # noqa: SIM115 - lives as long as the app
-    env = {**os.environ, "CONVNET_LAB_RUNS": str(runs_dir)}
+    env = {**os.environ, "CONVNET_LAB_RUNS": str(runs_dir), "CONVNET_LAB_MNIST": "sample"}  # worst_confusion reads the sample
     app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -123,3 +123,40 @@ def test_the_official_test_set_is_recognised_by_content(mnist_npz, tmp_path):
 
 def test_any_prefix_of_the_offline_training_digits_holds_every_class(sample_data):
     assert sample_data.train_y[:100].unique().tolist() == list(range(10))  # so --limit 100 trains on all ten digits
+
+
+def test_evaluation_digits_default_to_the_offline_held_out_digits(tmp_path, monkeypatch):
+    from training.data import evaluation_digits, evaluation_source
+
+    monkeypatch.delenv("CONVNET_LAB_MNIST", raising=False)
+    monkeypatch.setenv("CONVNET_LAB_DATA", str(tmp_path))  # an empty cache: no torchvision download there
+    assert evaluation_source() == "sample"
+    images, labels, description = evaluation_digits()
+    assert images.shape == (1000, 28, 28) and images.dtype == torch.uint8 and len(labels) == 1000
+    assert "1,000 held-out digits" in description
+
+
+def test_evaluation_digits_use_the_official_test_set_when_mnist_is_at_hand(mnist_npz, tmp_path, monkeypatch):
+    from training.data import evaluation_digits, evaluation_source
+
+    monkeypatch.setenv("CONVNET_LAB_MNIST", str(mnist_npz))
+    images, labels, description = evaluation_digits()
+    assert images.shape == (10_000, 28, 28)
+    assert description == "the official MNIST test set (10,000 digits)"
+    # torchvision's cached download is found without a download: a cache folder holding its raw test files
+    monkeypatch.delenv("CONVNET_LAB_MNIST")
+    monkeypatch.setenv("CONVNET_LAB_DATA", str(tmp_path))
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    assert evaluation_source() == "sample"
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / stem).write_bytes(b"")
+    assert evaluation_source() == "mnist"
+
+
+def test_evaluation_digits_name_a_bad_path(monkeypatch, tmp_path):
+    from training.data import evaluation_digits
+
+    monkeypatch.setenv("CONVNET_LAB_MNIST", str(tmp_path / "missing.npz"))
+    with pytest.raises(DataError, match="missing.npz"):
+        evaluation_digits()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -254,8 +255,13 @@ def app_command(address: str = "localhost", port: int = 8501) -> list[str]:
 
 def cmd_app(args: argparse.Namespace) -> int:
     command = app_command(args.address, args.port)
+    env = dict(os.environ)
+    if args.mnist:
+        if args.mnist not in ("mnist", "sample") and not Path(args.mnist).exists():
+            raise FileNotFoundError(f"no MNIST copy at {args.mnist}: pass an .npz or idx folder, 'mnist' or 'sample'")
+        env["CONVNET_LAB_MNIST"] = args.mnist if args.mnist in ("mnist", "sample") else str(Path(args.mnist).resolve())
     print(f"convnet lab: open http://{args.address}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
-    return subprocess.call(command, cwd=DASHBOARD.parent.parent)
+    return subprocess.call(command, cwd=DASHBOARD.parent.parent, env=env)
 
 
 def _add_runs_argument(p: argparse.ArgumentParser) -> None:
@@ -330,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the Streamlit dashboard. It listens on localhost unless --address says otherwise.")
     p.add_argument("--address", default="localhost", help="interface to listen on (default localhost; 0.0.0.0 = all)")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--mnist", metavar="PATH", help="evaluate on this full MNIST copy (.npz or idx folder; 'mnist' = torchvision's "
+                   "download); default: torchvision's cached copy if there is one, else the offline held-out digits")
     p.set_defaults(func=cmd_app)
     return parser
 

