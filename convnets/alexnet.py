@@ -21,11 +21,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .checkpoint import CheckpointError
+from .digits import _pil_to_array, _to_unit
 from .probes import layer_table
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -100,6 +103,36 @@ def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
         top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
         x = x[..., top:top + size, left:left + size]
     return x
+
+
+def picture_to_rgb(image: Image.Image) -> torch.Tensor:
+    """A PIL picture of any mode -> (3, H, W) float RGB in [0, 1], ready for :func:`prepare_images`.
+
+    Greyscale is repeated, alpha composited onto white, palette / CMYK / 16-bit converted; the
+    camera's EXIF rotation is applied; an animation gives its first frame. Pictures over
+    4096 pixels a side or under 8 are refused (ValueError naming the limit) before decoding.
+    """
+    array = _to_unit(_pil_to_array(image))
+    x = torch.from_numpy(np.ascontiguousarray(array))
+    x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
+    return to_rgb(x.unsqueeze(0))[0].clamp(0, 1)
+
+
+def first_layer_kernels(model: nn.Module) -> tuple[np.ndarray, int]:
+    """The first conv layer's RGB kernels as images (n, k, k, 3) in [0, 1], and how many groups they fall into.
+
+    Each kernel is min-max scaled on its own (as cuda-convnet showed them, and the paper's Figure 3),
+    so weak kernels stay visible. Groups: 2 for the paper's two-GPU ``alexnet`` (48 kernels per
+    GPU), else 1.
+    """
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None or conv.in_channels != 3:
+        raise ValueError(f"{type(model).__name__} has no RGB first conv layer")
+    w = conv.weight.detach().float().cpu()
+    low = w.amin(dim=(1, 2, 3), keepdim=True)
+    high = w.amax(dim=(1, 2, 3), keepdim=True)
+    images = ((w - low) / (high - low).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
+    return images, 2 if getattr(model, "two_gpu", False) else 1
 
 
 def prepare_images(x: torch.Tensor, size: int) -> torch.Tensor:

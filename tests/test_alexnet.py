@@ -3,6 +3,7 @@
 import math
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -283,3 +284,79 @@ def test_registry_lists_the_new_models_and_unknown_shipped_names_say_what_exists
         convnets.load_pretrained("alexnet")
     assert PAPER_ALEXNET["ilsvrc2012_val_one_cnn"]["top1_error"] == 40.7
     assert math.isclose(sum(PAPER_ALEXNET["neurons_per_layer"].values()), 622_312)
+
+
+# --------------------------------------------------------------------------- pictures in, kernels out (the AlexNet page)
+
+
+def _picture(mode: str, size=(40, 30)):
+    from PIL import Image
+
+    return Image.new("RGB", size, (200, 100, 50)).convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "CMYK", "YCbCr"])
+def test_picture_to_rgb_keeps_the_colour_of_colour_pictures(mode):
+    from convnets.alexnet import picture_to_rgb
+
+    x = picture_to_rgb(_picture(mode))
+    assert x.shape == (3, 30, 40) and x.dtype == torch.float32
+    # (200, 100, 50) / 255, within JPEG-free conversion rounding (YCbCr round trips lose a little)
+    assert torch.allclose(x[:, 0, 0], torch.tensor([200, 100, 50]) / 255, atol=0.02)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16", "1"])
+def test_picture_to_rgb_repeats_grey(mode):
+    from convnets.alexnet import picture_to_rgb
+
+    x = picture_to_rgb(_picture(mode))
+    assert x.shape == (3, 30, 40)
+    assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+
+
+def test_picture_to_rgb_composites_transparency_on_white_and_takes_a_gifs_first_frame(tmp_path):
+    from PIL import Image
+
+    from convnets.alexnet import picture_to_rgb
+
+    assert torch.all(picture_to_rgb(Image.new("RGBA", (20, 20), (0, 0, 0, 0))) == 1.0)
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "two.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with Image.open(path) as gif:
+        x = picture_to_rgb(gif)
+    assert x[0].mean() > 0.9 and x[2].mean() < 0.1  # red: the first frame
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5000, 20)])
+def test_picture_to_rgb_refuses_tiny_and_enormous_pictures(size):
+    from PIL import Image
+
+    from convnets.alexnet import picture_to_rgb
+
+    with pytest.raises(ValueError, match="pixels"):
+        picture_to_rgb(Image.new("RGB", size))
+
+
+@pytest.mark.parametrize(("name", "options", "count", "side", "groups"),
+                         [("alexnet", {}, 96, 11, 2), ("alexnet", {"two_gpu": False}, 96, 11, 1),
+                          ("alexnet-cifar", {}, 48, 5, 1), ("alexnet-cifar", {"width": 2}, 96, 5, 1),
+                          ("alexnet-torchvision", {}, 64, 11, 1)])
+def test_first_layer_kernels_as_colour_images(name, options, count, side, groups):
+    from convnets.alexnet import first_layer_kernels
+
+    model = convnets.get_model(name, **options)
+    images, found_groups = first_layer_kernels(model)
+    assert images.shape == (count, side, side, 3) and found_groups == groups
+    flat = images.reshape(count, -1)
+    assert np.allclose(flat.min(axis=1), 0) and np.allclose(flat.max(axis=1), 1)  # each kernel scaled on its own
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight[0].detach()  # (3, k, k)
+    expected = (first - first.min()) / (first.max() - first.min())
+    assert np.allclose(images[0], expected.permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_first_layer_kernels_refuse_a_digit_model():
+    from convnets.alexnet import first_layer_kernels
+
+    with pytest.raises(ValueError, match="no RGB first conv"):
+        first_layer_kernels(convnets.get_model("lenet5-modern"))

@@ -114,6 +114,15 @@ def load_images(source: str, size: int | None = None, train_per_class: int | Non
                     "(ROOT/train/<class>/*, ROOT/test/<class>/*) or of a .tar.gz of one")
 
 
+def cifar_source() -> str | None:
+    """CIFAR-10 if it is at hand without a download: ``$CONVNET_LAB_CIFAR`` (an image folder or .tar.gz,
+    or ``cifar10``), else ``cifar10`` when torchvision's copy is in the cache folder, else None."""
+    chosen = os.environ.get("CONVNET_LAB_CIFAR", "").strip()
+    if chosen:
+        return chosen
+    return "cifar10" if (cache_dir() / "cifar-10-batches-py" / "test_batch").is_file() else None
+
+
 # --------------------------------------------------------------------------- torchvision data sets
 
 
