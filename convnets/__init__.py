@@ -8,21 +8,28 @@ Public API::
     activations(model, x) -> {layer name: tensor}   # every layer's output
     embed(model, x) -> (N, D)                       # last hidden layer, for retrieval
     nearest(query, bank, k) -> (distances, indices) # brute-force Euclidean neighbours
+    pca_2d(bank) -> (coords, mean, components)      # 2-D map of embeddings; project() adds more
     paper_comparison() -> dict                      # AlexNet's counts beside the paper's
+    transform(images, kind, levels) -> images       # shift, rotate, scale, squeeze, stroke, noise (TRANSFORMS)
+    sweep(model, image, kind, levels) -> Sweep      # one image at every level, one forward batch
+    robustness(model, images, labels, kind) -> acc  # accuracy per level over a test set
 """
 
 from .alexnet import PAPER_ALEXNET, WeightsError, imagenet_categories, paper_comparison, prepare_images, top_classes
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .invariance import TRANSFORMS, Sweep, robustness, sweep, transform
 from .models import get_model, load_pretrained, model_from_checkpoint, model_names
 from .probes import LayerRow, activations, layer_table, named_layers
-from .retrieval import embed, embedding_layer, nearest
+from .retrieval import embed, embedding_layer, nearest, pca_2d, project
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PAPER_ALEXNET",
+    "TRANSFORMS",
     "CheckpointError",
     "LayerRow",
+    "Sweep",
     "WeightsError",
     "activations",
     "embed",
@@ -36,8 +43,13 @@ __all__ = [
     "named_layers",
     "nearest",
     "paper_comparison",
+    "pca_2d",
     "prepare_images",
+    "project",
     "read_checkpoint",
+    "robustness",
     "save_checkpoint",
+    "sweep",
     "top_classes",
+    "transform",
 ]

@@ -213,19 +213,26 @@ def map_loss(scores: torch.Tensor, target: torch.Tensor, j: float = 0.1) -> torc
 
 
 class LeNet5Modern(nn.Module):
-    """LeNet-5's shape with today's choices: full C3, ReLU, max-pooling, batch norm, softmax head."""
+    """LeNet-5's shape with today's choices: full C3, ReLU, max-pooling, batch norm, softmax head.
+
+    ``activation="tanh"`` swaps every ReLU for tanh (the AlexNet paper's comparison on digits).
+    """
 
     head = "softmax"
     input_shape = (1, 28, 28)
+    ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 
-    def __init__(self, batch_norm: bool = True, dropout: float = 0.0) -> None:
+    def __init__(self, batch_norm: bool = True, dropout: float = 0.0, activation: str = "relu") -> None:
         super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; choose {' or '.join(self.ACTIVATIONS)}")
+        self.activation = activation
 
         def conv(cin: int, cout: int) -> nn.Sequential:
             layers: list[nn.Module] = [nn.Conv2d(cin, cout, 5, bias=not batch_norm)]
             if batch_norm:
                 layers.append(nn.BatchNorm2d(cout))
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(self.ACTIVATIONS[activation]())
             return nn.Sequential(*layers)
 
         self.features = nn.Sequential()
@@ -238,7 +245,7 @@ class LeNet5Modern(nn.Module):
         f6: list[nn.Module] = [nn.Flatten(), nn.Linear(120, 84, bias=not batch_norm)]
         if batch_norm:
             f6.append(nn.BatchNorm1d(84))
-        f6.append(nn.ReLU(inplace=True))
+        f6.append(self.ACTIVATIONS[activation]())
         if dropout > 0:
             f6.append(nn.Dropout(dropout))
         self.classifier = nn.Sequential()

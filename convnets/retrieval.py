@@ -93,3 +93,27 @@ def benchmark_nearest(n: int = 60_000, dim: int = 84, queries: int = 200, k: int
     timings["batched_ms"] = 1000 * (time.perf_counter() - start) / queries
     return {"bank": [n, dim], "queries": queries, "k": k, "threads": torch.get_num_threads(), **timings}
 
+
+
+def pca_2d(bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bank's first two principal components: ``(coords (N, 2), mean (D,), components (2, D))``.
+
+    Exact SVD of the centred bank; the first axis carries the most variance. Each component's sign is fixed
+    (its largest-magnitude loading positive) so the map does not flip between runs. Place more vectors on
+    the same map with :func:`project`.
+    """
+    if bank.dim() != 2 or bank.shape[0] < 2 or bank.shape[1] < 2:
+        raise ValueError(f"pca_2d needs a bank (N, D) with N, D >= 2; got {tuple(bank.shape)}")
+    data = bank.double()
+    mean = data.mean(dim=0)
+    _, _, vh = torch.linalg.svd(data - mean, full_matrices=False)
+    components = vh[:2]
+    signs = torch.sign(components.gather(1, components.abs().argmax(dim=1, keepdim=True)))
+    components = components * signs
+    coords = (data - mean) @ components.T
+    return coords.to(bank.dtype), mean.to(bank.dtype), components.to(bank.dtype)
+
+
+def project(x: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    """Vectors (D,) or (N, D) on the map of :func:`pca_2d`: ``(x - mean) @ components.T``, (2,) or (N, 2)."""
+    return (x.to(mean.dtype) - mean) @ components.T

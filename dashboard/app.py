@@ -18,14 +18,28 @@ pages = [
     st.Page("pages/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
     st.Page("pages/filters.py", title="Filters", icon=":material/grid_on:"),
     st.Page("pages/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+    st.Page("pages/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
     st.Page("pages/misclassified.py", title="Misclassified", icon=":material/error:"),
+    st.Page("pages/similarity.py", title="Similarity", icon=":material/join_inner:"),
+    st.Page("pages/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
+    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
     st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
+    st.Page("pages/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
 ]
 page = st.navigation(pages)
 
 with st.sidebar:
-    st.selectbox("Model", resources.MODEL_NAMES, key=state.MODEL_KEY, format_func=resources.MODEL_LABELS.get,
-                 help="Shipped weights; every page shows this model.")
+    runs = resources.finished_runs()
+    choices = resources.model_choices(runs)
+    if st.session_state.get(state.MODEL_KEY) not in choices:  # a picked run whose checkpoint is gone
+        st.session_state[state.MODEL_KEY] = resources.MODEL_NAMES[0]
+    st.selectbox("Model", list(choices), key=state.MODEL_KEY, format_func=choices.get,
+                 help="Shipped weights, or a finished run of the Training page; every page shows this model.")
+    if runs.skipped:
+        st.caption(f"Skipped {len(runs.skipped)} finished run(s) whose checkpoint cannot be read: "
+                   + ", ".join(f"run {k}" for k in runs.skipped) + ".", help="\n\n".join(runs.skipped.values()))
+    if runs.problem:
+        st.caption(f"Finished runs not listed: {runs.problem}")
     _, card = resources.load_model(state.model_name())
     st.caption(f"Test error **{card['test_error']:.2f} %**, {resources.measured_on(card)}. "
                f"Trained on {card['data']['description']}.")

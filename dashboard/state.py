@@ -17,9 +17,11 @@ STEPS_KEY = "current_steps"  # the convnets.digits.DigitSteps behind the current
 
 
 def model_name() -> str:
-    """The model picked in the sidebar (``lenet5`` until one is picked)."""
+    """The model picked in the sidebar (``lenet5`` until one is picked, or when a picked run is no longer usable)."""
     name = st.session_state.get(MODEL_KEY, resources.MODEL_NAMES[0])
-    return name if name in resources.MODEL_NAMES else resources.MODEL_NAMES[0]
+    if name in resources.MODEL_NAMES:
+        return name
+    return name if name in resources.model_choices() else resources.MODEL_NAMES[0]
 
 
 def held_out(index: int) -> dict:

@@ -22,7 +22,8 @@ import convnets  # noqa: E402
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
 PAGES = {"draw": "pages/draw.py", "filters": "pages/filters.py", "feature_maps": "pages/feature_maps.py",
-         "architecture": "pages/architecture.py", "misclassified": "pages/misclassified.py"}
+         "architecture": "pages/architecture.py", "misclassified": "pages/misclassified.py",
+         "similarity": "pages/similarity.py", "unusual": "pages/unusual.py", "invariance": "pages/invariance.py"}
 MODELS = ("lenet5", "lenet5-modern")
 TIMEOUT = 120  # first runs load weights and the sample on a busy machine
 
@@ -33,6 +34,12 @@ def dashboard_on_path():
     sys.path.insert(0, str(DASHBOARD))
     yield
     sys.path.remove(str(DASHBOARD))
+
+
+@pytest.fixture(autouse=True)
+def no_finished_runs(tmp_path, monkeypatch):
+    """An empty runs folder: the sidebar's picker holds just the shipped models, whatever runs this machine has."""
+    monkeypatch.setenv("CONVNET_LAB_RUNS", str(tmp_path / "runs"))
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +238,78 @@ def test_misclassified_use_survives_switching_to_draw(sample_data):
 
 def state_image(at: AppTest) -> np.ndarray:
     return np.asarray(at.session_state["current_digit"]["image"], dtype=np.float32)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [image.proto.imgs[0].caption for image in at.get("image")]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_similarity_page_shows_the_nearest_training_digits_and_the_map(model, digit, sample_data):
+    at = run_page("similarity", model, digit)
+    assert at.title[0].value == "Similarity"
+    assert charts(at) == 1  # the PCA map
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert '"star"' in figure and "6 nearest" in figure
+    captions = image_captions(at)
+    assert captions[0] == digit["source"]
+    shown = [int(c.rsplit("#", 1)[1]) for c in captions[1:]]
+    model_, _ = convnets.load_pretrained(model)
+    bank = convnets.embed(model_, sample_data.train_x.unsqueeze(1).float() / 255)
+    query = convnets.embed(model_, torch.from_numpy(digit["image"]).view(1, 1, 28, 28))[0]
+    _, expected = convnets.nearest(query, bank, k=6)
+    assert shown == expected.tolist()
+    labels = sample_data.train_y.numpy()
+    assert all(c.split(". label ")[1].split(" ")[0] == str(labels[i]) for c, i in zip(captions[1:], shown, strict=True))
+    text = " ".join(md.value for md in at.markdown)
+    assert f"The model says **{predicted(model, digit['image'])}**" in text and "vote" in text
+    assert any("4,000 training digits" in c.value and "F6" in c.value for c in at.caption)
+    at.radio(key="similarity_query").set_value("A held-out digit").run()
+    at.number_input(key="similarity_held_out").set_value(3).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert image_captions(at)[0] == "held-out digit #3" and charts(at) == 1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_unusual_patterns_page_answers_every_pattern_and_yours(model, digit, sample_data):
+    from convnets.weirdos import weirdos
+
+    patterns = weirdos(sample_data.test_x.numpy(), sample_data.test_y.numpy())
+    at = run_page("unusual", model, digit)
+    assert at.title[0].value == "Unusual patterns"
+    assert len(at.get("image")) == len(patterns)
+    answers = [md.value for md in at.markdown if md.value.startswith("→ **")]
+    assert len(answers) == len(patterns)
+    model_, _ = convnets.load_pretrained(model)
+    with torch.no_grad():
+        expected = model_(torch.from_numpy(np.stack([p.image for p in patterns])).unsqueeze(1)).argmax(1).tolist()
+    assert [int(a.split("**")[1]) for a in answers] == expected
+    flag = "rejected" if model == "lenet5" else "low confidence"
+    assert any(flag in md.value and "percentile" in md.value for md in at.markdown)
+    assert ("distance" in answers[0]) == (model == "lenet5")
+    next(b for b in at.button if b.label == "Add the current image").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.get("image")) == len(patterns) + 1
+    assert any(md.value == "**yours #1**" for md in at.markdown)
+    answers = [md.value for md in at.markdown if md.value.startswith("→ **")]
+    assert int(answers[-1].split("**")[1]) == predicted(model, digit["image"])
+    next(b for b in at.button if b.label == "Clear yours").click().run()
+    assert len(at.get("image")) == len(patterns)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_invariance_page_sweeps_and_robustness(model, digit):
+    from convnets.invariance import ROBUSTNESS_KINDS, transform
+    from training.data import evaluation_digits
+
+    at = run_page("invariance", model, digit)
+    assert at.title[0].value == "Invariance lab"
+    assert charts(at) == 2 + len(ROBUSTNESS_KINDS)  # the sweep, the animation, one robustness chart per kind
+    assert next(m for m in at.metric if m.label == "Prediction").value == str(predicted(model, digit["image"]))
+    captions = " ".join(c.value for c in at.caption)
+    assert evaluation_digits()[2] in captions and "one forward batch" in captions
+    at.selectbox(key="invariance_kind").select("rotate").run()
+    at.select_slider(key="invariance_level_rotate").set_value(90.0).run()
+    assert not at.exception, [e.message for e in at.exception]
+    rotated = transform(digit["image"], "rotate", 90.0)[0].numpy()
+    assert next(m for m in at.metric if m.label == "Prediction").value == str(predicted(model, rotated))

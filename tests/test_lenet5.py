@@ -127,3 +127,20 @@ def test_get_model_rejects_unknown_names_and_options():
         convnets.get_model("lenet5-modern", width=3)
     model = convnets.get_model("lenet5-modern", dropout=0.5, batch_norm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_lenet5_modern_tanh_option_is_recorded_and_reloads(tmp_path):
+    """``activation="tanh"`` swaps every ReLU; the checkpoint keeps the option and rebuilds the same model."""
+    model = convnets.get_model("lenet5-modern", activation="tanh", dropout=0.5)
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.Tanh in kinds and torch.nn.ReLU not in kinds
+    assert torch.nn.ReLU in {type(m) for m in convnets.get_model("lenet5-modern").modules()}  # default unchanged
+    with pytest.raises(ValueError, match="unknown activation 'gelu'; choose relu or tanh"):
+        convnets.get_model("lenet5-modern", activation="gelu")
+    path = convnets.save_checkpoint(tmp_path / "m.pt", "lenet5-modern", model.options, model, {})
+    payload = convnets.read_checkpoint(path)
+    assert payload["options"] == {"activation": "tanh", "dropout": 0.5}
+    again = convnets.model_from_checkpoint(payload).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(again(x), model.eval()(x))
+    assert isinstance(again.features.C1[-1], torch.nn.Tanh)

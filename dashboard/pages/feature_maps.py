@@ -81,7 +81,8 @@ else:
     f6_col, _ = st.columns([1, 3])
     with f6_col:
         st.plotly_chart(plots.bitmap(f6, f"F6 for {subject}"), key="f6")
-    st.caption(f"{name} has no bitmap targets: its F6 is a plain ReLU layer feeding a linear softmax head, "
+    unit = {"relu": "ReLU", "tanh": "tanh"}.get(getattr(model, "activation", "relu"), "ReLU")
+    st.caption(f"{name} has no bitmap targets: its F6 is a plain {unit} layer feeding a linear softmax head, "
                "so the 7x12 picture is just a layout of its 84 values.")
 
 if faithful:

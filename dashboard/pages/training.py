@@ -1,0 +1,424 @@
+"""Training: queue runs for the background trainer, watch them live, compare them; the AlexNet paper's experiments.
+
+Runs live in the run store of ``training.store.default_runs_dir()`` (``$CONVNET_LAB_RUNS``); the page starts
+a background worker (``training.worker.ensure_worker``) when a run is queued and none is alive, unless
+``$CONVNET_LAB_NO_WORKER`` is set. Experiment results are read from ``$CONVNET_LAB_EXPERIMENTS`` or
+``runs/experiments`` (where ``convnet-lab experiment`` writes them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+import plots
+import resources
+import streamlit as st
+
+from training.augment import Distortion
+from training.experiments import DEFAULT_OUT
+from training.loop import RECIPES, TrainConfig
+from training.store import STALE_AFTER, Run, RunStore, StoreError, default_runs_dir, pid_alive
+from training.worker import LOG_FILE, background_pid, ensure_worker, submit
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_WORKER = "CONVNET_LAB_NO_WORKER"  # set to 1: the app never starts a worker (tests; a worker you run yourself)
+EXPERIMENTS = "CONVNET_LAB_EXPERIMENTS"  # the experiments' results folder (default: runs/experiments)
+ACTIVE = ("queued", "running")
+REFRESH_SECONDS = 2.0
+COMPARE_KEY, MESSAGE_KEY = "training_compare", "training_message"
+DATA_LABELS = {"sample": "sample · offline, 4,000 training digits (works anywhere)",
+               "mnist": "mnist · 60,000 digits, downloaded by torchvision (needs internet the first time, then cached)",
+               "path": "local path · an .npz file or a folder with the MNIST idx files"}
+ss = st.session_state
+runs_dir = default_runs_dir()
+
+
+def autostart() -> bool:
+    """Whether the app may start a background worker (``$CONVNET_LAB_NO_WORKER`` unset or 0)."""
+    return os.environ.get(NO_WORKER, "0") in ("", "0")
+
+
+def owner_alive(run: Run) -> bool:
+    """A running run whose worker still beats: its pid lives on this host, or its heartbeat is fresh."""
+    if run.state != "running" or run.pid is None:
+        return False
+    if run.host == socket.gethostname():
+        return pid_alive(run.pid)
+    return time.time() - (run.heartbeat or 0) < STALE_AFTER
+
+
+def default_threads() -> int:
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def cli_command(config: TrainConfig) -> str:
+    """The ``convnet-lab submit`` line that queues the same run (the card's recipe)."""
+    words = ["convnet-lab", "submit", "--model", config.model]
+    for key, value in config.options.items():
+        words += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    words += ["--data", config.data, "--epochs", str(config.epochs)]
+    words += ["--distort"] if config.distort else []
+    words += ["--exclude-sample"] if config.exclude_sample else []
+    words += ["--limit", str(config.train_limit)] if config.train_limit else []
+    return shlex.join(words)
+
+
+def queue_run() -> None:
+    """The form's submit: check the settings, queue the run, make sure a worker trains it."""
+    model, source = ss.train_model, ss.train_data
+    data = {"sample": "sample", "mnist": "mnist", "path": ss.train_path.strip()}[source]
+    modern_only = ss.train_dropout > 0 or ss.train_activation != "relu"
+    options = {"dropout": float(ss.train_dropout), "activation": ss.train_activation} \
+        if model == "lenet5-modern" or modern_only else {}
+    config = TrainConfig(model=model, options=options, data=data, exclude_sample=bool(ss.train_exclude) and data != "sample",
+                         epochs=int(ss.train_epochs), distort=Distortion() if ss.train_distort else None,
+                         train_limit=int(ss.train_limit) or None)
+    try:
+        if not data:
+            raise ValueError("type the path of an .npz file or of a folder with the MNIST idx files, or pick sample")
+        run_id = submit(config, runs_dir, recipe=cli_command(config))
+    except (ValueError, OSError) as exc:  # check_config's ValueError, DataError, StoreError: the message names the fix
+        hint = " (dropout and activation are lenet5-modern options: pick lenet5-modern, or set dropout 0 and relu)" \
+            if model != "lenet5-modern" and modern_only else ""
+        ss[MESSAGE_KEY] = ("error", f"Not queued: {exc}{hint}")
+        return
+    ss[COMPARE_KEY] = [run_id, *[i for i in ss.get(COMPARE_KEY, []) if i != run_id]][:6]
+    text = f"Run {run_id} queued: {resources.describe_model(model, options, bool(config.distort))} on {data}."
+    if not autostart():
+        ss[MESSAGE_KEY] = ("info", f"{text} The app starts no worker here (`${NO_WORKER}` is set): "
+                                   f"run `convnet-lab worker --runs {runs_dir}`.")
+        return
+    try:
+        pid = ensure_worker(runs_dir, threads=int(ss.train_threads))
+    except (ValueError, OSError) as exc:
+        ss[MESSAGE_KEY] = ("error", f"{text} But no worker could be started: {exc}")
+        return
+    ss[MESSAGE_KEY] = ("success", f"{text} Background worker pid {pid} trains it.")
+
+
+def cancel(run_id: int) -> None:
+    try:
+        with RunStore(runs_dir) as store:
+            run = store.cancel(run_id)
+        st.toast(f"Run {run_id} cancelled" + (": its worker stops within seconds." if run.pid is not None else "."))
+    except StoreError as exc:
+        st.toast(str(exc))
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+st.title("Training")
+st.caption("Queue LeNet-5 training runs for the background trainer (`convnet-lab worker`, the same loop as "
+           "`convnet-lab train`), watch their curves live, compare them, and cancel them. A finished run joins the "
+           "sidebar's model picker, so every page can show it.")
+try:
+    with RunStore(runs_dir) as store:
+        all_runs = store.runs()
+except StoreError as exc:
+    st.error(f"The run store cannot be used: {exc}")
+    st.stop()
+
+# The worker: started when a run is queued and none is alive (a worker you run in a terminal counts too).
+worker = background_pid(runs_dir)
+live_owners = {run.pid for run in all_runs if owner_alive(run)}
+waiting = [run for run in all_runs if run.state == "queued" or (run.state == "running" and not owner_alive(run))]
+started = False
+if worker is None and not live_owners and waiting and autostart():
+    try:
+        worker, started = ensure_worker(runs_dir, threads=int(ss.get("train_threads", default_threads()))), True
+    except (ValueError, OSError) as exc:
+        st.error(f"{len(waiting)} run(s) wait, but no worker could be started: {exc}")
+if worker is not None:
+    st.info(f"Background worker **pid {worker}** {'started for the waiting runs' if started else 'running'}; it "
+            f"serves `{runs_dir}` and logs to `{runs_dir / LOG_FILE}`. It keeps running when the app closes "
+            f"(stop it with `kill {worker}`).", icon=":material/memory:")
+elif live_owners:
+    st.info(f"Runs are trained by worker pid {', '.join(map(str, sorted(live_owners)))} (started outside the app).",
+            icon=":material/memory:")
+elif waiting:
+    st.warning(f"{len(waiting)} run(s) wait and no worker is running; the app starts none here (`${NO_WORKER}` is set). "
+               f"Start one with `convnet-lab worker --runs {runs_dir}`.")
+else:
+    st.caption("No worker running: queueing a run starts one in the background" +
+               ("." if autostart() else f" (off here: `${NO_WORKER}` is set).") + f" Runs folder: `{runs_dir}`.")
+
+# ------------------------------------------------------------------------------------------------ submit
+with st.form("submit_run"):
+    st.subheader("Queue a run")
+    model_col, data_col = st.columns([1, 2])
+    model_col.selectbox("Model", tuple(RECIPES), key="train_model",
+                        help="lenet5: the faithful 1998 network (RBF head, MAP loss); lenet5-modern: ReLU, "
+                             "max-pooling, batch norm, softmax.")
+    data_col.radio("Data", tuple(DATA_LABELS), format_func=DATA_LABELS.get, key="train_data")
+    data_col.text_input("Local path (for 'local path')", key="train_path", placeholder="../shared/data/mnist.npz")
+    epochs_col, limit_col, threads_col = st.columns(3)
+    epochs_col.number_input("Epochs", min_value=1, max_value=500, value=5, key="train_epochs",
+                            help="Recipe defaults: " + ", ".join(f"{k} {v['epochs']}" for k, v in RECIPES.items()))
+    limit_col.number_input("Train on the first N digits (0 = all)", min_value=0, value=0, step=500, key="train_limit",
+                           help="Quick runs: a few hundred digits train in seconds.")
+    threads_col.number_input("CPU threads of the worker", min_value=1, max_value=os.cpu_count() or 1,
+                             value=default_threads(), key="train_threads",
+                             help="Used when the app starts the worker; a running worker keeps its own setting. "
+                                  "On a GPU the worker trains there.")
+    distort_col, exclude_col, dropout_col, activation_col = st.columns(4)
+    distort_col.checkbox("Distortions", key="train_distort",
+                         help="The paper's random affine distortions (shift, scale, squeeze, shear, rotation) of "
+                              "every training digit.")
+    exclude_col.checkbox("Keep the offline sample held out", value=True, key="train_exclude",
+                         help="For mnist or a local copy: drop the sample's 5,000 digits from training, so the "
+                              "Misclassified page's held-out digits stay unseen.")
+    dropout_col.slider("Dropout before the output (lenet5-modern)", 0.0, 0.8, 0.0, 0.1, key="train_dropout")
+    activation_col.radio("Activation (lenet5-modern)", ("relu", "tanh"), horizontal=True, key="train_activation",
+                         help="tanh instead of every ReLU: the AlexNet paper's comparison, on digits.")
+    st.form_submit_button("Queue run", type="primary", icon=":material/play_arrow:", on_click=queue_run)
+    st.caption("mnist: the first run downloads MNIST into `~/.cache/convnet-lab` (`$CONVNET_LAB_DATA`) and needs "
+               "internet; later runs use the cached copy. sample and local paths work offline.")
+if MESSAGE_KEY in ss:
+    kind, text = ss.pop(MESSAGE_KEY)
+    {"error": st.error, "info": st.info, "success": st.success}[kind](text)
+
+
+# ------------------------------------------------------------------------------------------------ live runs
+
+def run_label(run: Run) -> str:
+    return resources.describe_model(run.model, run.config.get("options", {}), bool(run.config.get("distort")))
+
+
+def run_table(runs: list[Run], latest: dict[int, dict]) -> pd.DataFrame:
+    now = time.time()
+    rows = []
+    for run in reversed(runs):
+        seconds = None if run.started is None else (run.ended or now) - run.started
+        note = run.error.strip().splitlines()[-1][:120] if run.state == "failed" and run.error else ""
+        rows.append({"id": run.id, "model": run_label(run), "data": Path(run.data).name, "status": run.state,
+                     "epoch": f"{run.progress:.1f} / {run.epochs}", "progress": 100.0 * run.progress / max(run.epochs, 1),
+                     "test error": latest[run.id].get("test_error"),
+                     "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.submitted)),
+                     "time (s)": None if seconds is None else round(seconds), "device": run.device or "", "note": note})
+    return pd.DataFrame(rows)
+
+
+def run_curves(store: RunStore, runs: dict[int, Run], picked: list[int]) -> None:
+    """Test error per epoch and the live training loss over images seen, one line per picked run."""
+    test, loss = [], []
+    for i, run_id in enumerate(picked):
+        run, colour = runs[run_id], plots.PALETTE[i % len(plots.PALETTE)]
+        name = f"run {run_id}"
+        errors = store.metrics(run_id, "test_error")
+        live = store.metrics(run_id, "loss")
+        batch = int(run.config.get("batch_size") or 1)
+        test.append({"name": name, "x": [m.epoch for m in errors], "y": [m.value for m in errors], "markers": True,
+                     "color": colour})
+        loss.append({"name": name, "x": [m.step * batch for m in live], "y": [m.value for m in live], "color": colour})
+    left, right = st.columns(2)
+    left.plotly_chart(plots.curves(test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %"),
+                      key="runs_test_error")
+    right.plotly_chart(plots.curves(loss, "Training loss (live)", "images seen", "loss (log scale)", y_format=".4f",
+                                    log_y=True), key="runs_loss")
+    st.caption("Left: test error after each epoch, on the test split of each run's data. Right: the mean training loss "
+               "over each report window (every 2 s) against images seen (optimiser steps × batch size); lenet5's MAP "
+               "loss and lenet5-modern's cross-entropy have different scales, so compare shapes across the two.")
+
+
+active_now = any(run.state in ACTIVE for run in all_runs)
+
+
+@st.fragment(run_every=REFRESH_SECONDS if active_now else None)
+def live_runs(refreshing: bool) -> None:
+    """The run table, progress and cancel buttons, and the compared curves; refreshes itself while a run is active."""
+    with RunStore(runs_dir) as store:
+        runs = store.runs()
+        active = [run for run in runs if run.state in ACTIVE]
+        if bool(active) != refreshing:  # a run started or everything ended: rerun the page to switch refreshing
+            st.rerun()
+        st.subheader("Runs")
+        if not runs:
+            st.info("No runs yet: queue one above (sample data, 1-2 epochs and a limit of a few hundred digits take "
+                    "seconds), or from a terminal with `convnet-lab submit --start-worker ...`.")
+            return
+        latest = {run.id: store.latest(run.id) for run in runs}
+        st.dataframe(run_table(runs, latest), hide_index=True, key="runs_table", column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100, format="%.0f%%"),
+            "test error": st.column_config.NumberColumn("test error", format="%.2f %%"),
+        })
+        for run in reversed(active):
+            bar_col, button_col = st.columns([6, 1], vertical_alignment="center")
+            speed = latest[run.id].get("images_per_s")
+            detail = f" · {speed:,.0f} images/s" if run.state == "running" and speed else ""
+            bar_col.progress(min(run.progress / max(run.epochs, 1), 1.0),
+                             text=f"run {run.id} · {run_label(run)} · {run.state} · epoch {run.progress:.1f} of "
+                                  f"{run.epochs}{detail}")
+            button_col.button("Cancel", key=f"cancel_{run.id}", icon=":material/cancel:", on_click=cancel,
+                              args=(run.id,), help=f"Stop run {run.id}; its last checkpoint stays.")
+        by_id = {run.id: run for run in runs}
+        if COMPARE_KEY not in ss:
+            ss[COMPARE_KEY] = [run.id for run in reversed(runs)][:3]
+        ss[COMPARE_KEY] = [i for i in ss[COMPARE_KEY] if i in by_id]
+        picked = st.multiselect("Compare runs", list(reversed(by_id)), key=COMPARE_KEY,
+                                format_func=lambda i: f"run {i} · {run_label(by_id[i])} · {by_id[i].state}")
+        if picked:
+            run_curves(store, by_id, picked)
+        if refreshing:
+            st.caption(f"Refreshing every {REFRESH_SECONDS:g} s while a run is queued or running.")
+        else:
+            st.button("Refresh", icon=":material/refresh:", key="runs_refresh",
+                      help="The table refreshes by itself while a run is active; this looks for runs queued elsewhere.")
+
+
+live_runs(active_now)
+
+
+# ------------------------------------------------------------------------------------------------ experiments
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_results(folder: str, versions: tuple[tuple[str, float], ...]) -> tuple[list[dict], list[str]]:
+    """Every results JSON of ``folder`` (newest first) with its file name; unreadable files are listed apart."""
+    results, skipped = [], []
+    for name, _ in versions:
+        try:
+            result = json.loads((Path(folder) / name).read_text())
+            if not isinstance(result, dict) or not {"experiment", "runs", "summary"} <= set(result):
+                raise ValueError("not an experiment result")
+        except (OSError, ValueError) as exc:
+            skipped.append(f"{name} ({type(exc).__name__})")
+            continue
+        results.append({**result, "file": name})
+    return results, skipped
+
+
+def pick(results: list[dict], experiment: str, key: str) -> dict | None:
+    """The newest result of ``experiment``, or the one picked when there are several."""
+    found = [r for r in results if r["experiment"] == experiment]
+    if len(found) > 1:
+        names = [r["file"] for r in found]
+        chosen = st.selectbox("Results file", names, key=key)
+        return found[names.index(chosen)]
+    return found[0] if found else None
+
+
+def describe_conditions(result: dict) -> str:
+    c = result.get("conditions", {})
+    data = c.get("data", {})
+    parts = [f"preset {result['preset']}" if result.get("preset") else None,
+             f"{data.get('train_size', '?')} training / {data.get('test_size', '?')} test images of "
+             f"{data.get('description', data.get('name', 'unrecorded data'))}" if data else None,
+             f"on {result['device']}" if result.get("device") else None,
+             f"{result['threads']} thread(s)" if result.get("threads") else None,
+             f"finished {result['finished']}" if result.get("finished") else None]
+    return "; ".join(p for p in parts if p)
+
+
+def how_to(kind: str, folder: Path) -> None:
+    command = {"relu-tanh": "convnet-lab experiment relu-tanh --data cifar10 --preset cpu",
+               "dropout-aug": "convnet-lab experiment dropout-aug --data cifar10 --preset cpu"}[kind]
+    st.info(f"No results in `{folder}` yet. Produce them from the repository root (cifar10 downloads once; "
+            f"`--data FOLDER_OR_TAR` reads a local copy; `--preset smoke` takes a minute or two, `cpu` about 15 minutes "
+            f"on 2 CPU cores, `gpu` is the full experiment):", icon=":material/science:")
+    st.code(command, language="bash")
+
+
+def relu_vs_tanh(result: dict) -> None:
+    summary, conditions = result["summary"], result.get("conditions", {})
+    target = float(conditions.get("target_train_error", 25.0))
+    colours = {"relu": "#1f4e9c", "tanh": "#d62728"}
+    traces = []
+    for run in result["runs"]:
+        activation = run["activation"]
+        best = run["lr"] == summary.get(activation, {}).get("lr")
+        curve = run["curve"]
+        traces.append({"name": f"{activation} lr={run['lr']:g}" + (" (best)" if best else ""),
+                       "x": [row["epoch"] for row in curve], "y": [row["train_error"] for row in curve],
+                       "color": colours.get(activation), "width": 3 if best else 1, "opacity": 1.0 if best else 0.35,
+                       "dash": "solid" if activation == "relu" else "dash", "group": activation, "markers": best})
+    chart_col, numbers_col = st.columns([2, 1])
+    chart_col.plotly_chart(plots.curves(traces, f"Training error per epoch, {conditions.get('model', 'cnn4-cifar')}",
+                                        "epoch", "training error (%)", hline=(target, f"{target:g} % target"),
+                                        y_suffix=" %", height=420), key="relu_tanh_chart")
+    chart_col.caption("Each activation's learning-rate sweep; the thick line is its best run (fewest epochs to the "
+                      "target). Training error is the mean over each epoch's mini-batches while training.")
+
+    def reached(activation: str) -> str:
+        s = summary.get(activation, {})
+        if s.get("epochs_to_target") is None:
+            return "not reached"
+        return f"{s['epochs_to_target']} epochs"
+
+    ratio, seconds = summary.get("ratio_epochs"), summary.get("ratio_seconds")
+    cap = f"the cap was {conditions.get('epochs_cap', '?')} epochs"
+    for activation, title in (("relu", "ReLU"), ("tanh", "tanh")):
+        s = summary.get(activation, {})
+        numbers_col.metric(f"{title} to {target:g} %", reached(activation),
+                           help=f"Best learning rate {s.get('lr')}; " + (f"{s['seconds_to_target']:.0f} s of training"
+                                                                          if s.get("seconds_to_target") else cap))
+    numbers_col.metric("Measured: tanh ÷ ReLU epochs", f"{ratio:.2f}×" if ratio else "n/a",
+                       help="How many times more epochs tanh needs; n/a when one of them missed the target.")
+    numbers_col.metric("Paper (Fig. 1): tanh ÷ ReLU", "≈ 6×")
+    numbers_col.caption((f"Seconds ratio {seconds:.2f}×. " if seconds else "") +
+                        "Krizhevsky et al. (2012), Fig. 1: a four-layer CNN with ReLUs reaches 25 % training error on "
+                        "CIFAR-10 six times faster than the same network with tanh neurons.")
+    if ratio is not None:
+        verdict = "is in line with" if ratio >= 4 else "shows ReLU faster, but by less than" if ratio > 1 else "contradicts"
+        st.markdown(f"Measured here: tanh needs **{ratio:.2f}×** the epochs of ReLU, which {verdict} the paper's ≈ 6×.")
+
+
+def dropout_augmentation(result: dict) -> None:
+    colours = plots.PALETTE
+    test, train = [], []
+    for i, run in enumerate(result["runs"]):
+        curve, colour = run["curve"], colours[i % len(colours)]
+        x = [row["epoch"] for row in curve]
+        test.append({"name": run["label"], "x": x, "y": [row.get("test_error") for row in curve], "color": colour,
+                     "markers": True})
+        train.append({"name": run["label"], "x": x, "y": [row.get("train_error_clean", row.get("train_error"))
+                                                          for row in curve], "color": colour, "dash": "dot"})
+    left, right = st.columns(2)
+    left.plotly_chart(plots.curves(test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %"),
+                      key="dropout_test_chart")
+    right.plotly_chart(plots.curves(train, "Training error per epoch (eval mode, no dropout or augmentation)", "epoch",
+                                    "training error (%)", y_suffix=" %"), key="dropout_train_chart")
+    rows = [{"setting": label, "final test error": s.get("final_test_error"), "ten patches": s.get("ten_patch_test_error"),
+             "best test error": s.get("best_test_error"), "final train error": s.get("final_train_error_clean"),
+             "gap (test − train)": s.get("gap")} for label, s in result["summary"].items()]
+    percent = st.column_config.NumberColumn(format="%.2f %%")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="dropout_table",
+                 column_config={k: percent for k in rows[0] if k != "setting"} if rows else None)
+    st.caption("Paper (Krizhevsky et al., 2012, Section 4): without data augmentation the network \"suffers from "
+               "substantial overfitting\"; without dropout it \"exhibits substantial overfitting\", and dropout "
+               "\"roughly doubles the number of iterations required to converge\". Here: a large gap between test and "
+               "training error is overfitting; dropout and augmentation should shrink it.")
+
+
+st.divider()
+st.header("The AlexNet paper's experiments")
+folder = Path(os.environ.get(EXPERIMENTS) or ROOT / DEFAULT_OUT)
+files = tuple(sorted(((p.name, p.stat().st_mtime) for p in folder.glob("*.json")), key=lambda v: -v[1])) \
+    if folder.is_dir() else ()
+results, unreadable = read_results(str(folder), files)
+st.caption(f"Results of `convnet-lab experiment` read from `{folder}` (set `${EXPERIMENTS}` for another folder)."
+           + (f" Skipped unreadable: {', '.join(unreadable)}." if unreadable else ""))
+
+st.subheader("ReLU vs tanh: epochs to 25 % training error")
+found = pick(results, "relu-vs-tanh", "relu_tanh_file")
+if found is None:
+    how_to("relu-tanh", folder)
+else:
+    st.caption(describe_conditions(found))
+    relu_vs_tanh(found)
+    if found.get("command"):
+        st.code(found["command"], language="bash", wrap_lines=True)
+
+st.subheader("Dropout and augmentation: train vs test error")
+found = pick(results, "dropout-augmentation", "dropout_aug_file")
+if found is None:
+    how_to("dropout-aug", folder)
+else:
+    st.caption(describe_conditions(found))
+    dropout_augmentation(found)
+    if found.get("command"):
+        st.code(found["command"], language="bash", wrap_lines=True)

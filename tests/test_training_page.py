@@ -1,0 +1,170 @@
+"""The Training page (run table, form, cancel, experiments) and finished runs in the sidebar's model picker.
+
+Every test points the run store and the experiments folder at a temporary folder and sets
+``CONVNET_LAB_NO_WORKER``, so no background worker is ever started; runs are trained in-process.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+    pytest.skip("dashboard dependencies not installed", allow_module_level=True)
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from training.loop import TrainConfig  # noqa: E402
+from training.store import Owner, RunStore  # noqa: E402
+from training.worker import background_pid, serve, submit  # noqa: E402
+
+torch.set_num_threads(1)
+DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
+PAGE = str(DASHBOARD / "pages" / "training.py")
+TIMEOUT = 120
+TINY = {"model": "lenet5-modern", "data": "sample", "epochs": 1, "train_limit": 200, "batch_size": 32}
+
+
+@pytest.fixture(autouse=True)
+def runs(tmp_path, monkeypatch) -> Path:
+    """A fresh runs folder and experiments folder; the app may not start workers."""
+    monkeypatch.setenv("CONVNET_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CONVNET_LAB_EXPERIMENTS", str(tmp_path / "experiments"))
+    monkeypatch.setenv("CONVNET_LAB_NO_WORKER", "1")
+    monkeypatch.syspath_prepend(str(DASHBOARD))
+    yield tmp_path / "runs"
+    assert background_pid(tmp_path / "runs") is None  # no test leaves a worker behind
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def table(at: AppTest):
+    return next(d for d in at.dataframe if "status" in d.value.columns).value
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "code")
+                    for e in at.get(kind))
+
+
+def test_table_lists_a_submitted_run_and_cancel_ends_it(runs):
+    run_id = submit(TrainConfig(**{**TINY, "options": {"activation": "tanh"}}), runs)
+    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
+    rows = table(at)
+    assert list(rows["id"]) == [run_id] and list(rows["status"]) == ["queued"]
+    assert rows["model"][0] == "lenet5-modern (tanh)" and rows["epoch"][0] == "0.0 / 1"
+    assert "no worker is running" in texts(at)  # and none was started (the fixture checks)
+    assert "convnet-lab experiment relu-tanh" in texts(at)  # no results yet: how to make them
+    at.button(key=f"cancel_{run_id}").click().run()
+    ok(at)
+    assert list(table(at)["status"]) == ["cancelled"]
+    assert not any(b.key == f"cancel_{run_id}" for b in at.button)
+    with RunStore(runs) as store:
+        assert store.get(run_id).state == "cancelled"
+
+
+def test_form_queues_a_run_and_names_the_fix_for_bad_settings(runs):
+    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
+    assert "No runs yet" in texts(at)
+    queue = next(b for b in at.button if b.label == "Queue run")
+    at.selectbox(key="train_model").select("lenet5")
+    at.slider(key="train_dropout").set_value(0.5)
+    queue.click().run()
+    ok(at)
+    assert "Not queued" in at.error[0].value and "pick lenet5-modern" in at.error[0].value
+    at.selectbox(key="train_model").select("lenet5-modern")
+    at.radio(key="train_data").set_value("path")
+    at.text_input(key="train_path").input(str(runs / "missing.npz"))
+    next(b for b in at.button if b.label == "Queue run").click().run()
+    ok(at)
+    assert "does not exist" in at.error[0].value
+    at.radio(key="train_data").set_value("sample")
+    at.radio(key="train_activation").set_value("tanh")
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_limit").set_value(300)
+    next(b for b in at.button if b.label == "Queue run").click().run()
+    ok(at)
+    assert not at.error
+    assert any(i.value.startswith("Run 1 queued: lenet5-modern (tanh, dropout 0.5) on sample.") and "starts no worker" in i.value
+               for i in at.info)
+    assert list(table(at)["status"]) == ["queued"]
+    with RunStore(runs) as store:
+        run = store.get(1)
+    assert run.config["options"] == {"dropout": 0.5, "activation": "tanh"}
+    assert run.config["epochs"] == 2 and run.config["train_limit"] == 300 and run.config["data"] == "sample"
+    assert run.recipe.startswith("convnet-lab submit --model lenet5-modern") and "--limit 300" in run.recipe
+    assert at.session_state["training_compare"] == [1]
+
+
+def _curve(errors: list[float]) -> list[dict]:
+    return [{"epoch": i + 1, "loss": 1.0, "train_error": e, "test_error": e + 5, "seconds": 2.0 * (i + 1),
+             "train_error_clean": e - 1} for i, e in enumerate(errors)]
+
+
+def test_experiments_are_plotted_beside_the_paper(tmp_path):
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    relu = {"activation": "relu", "lr": 0.01, "curve": _curve([60, 24]), "epochs_to_target": 2, "seconds_to_target": 4.0,
+            "diverged": False}
+    tanh = {"activation": "tanh", "lr": 0.01, "curve": _curve([80, 60, 40, 30, 27, 24]), "epochs_to_target": 6,
+            "seconds_to_target": 12.0, "diverged": False}
+    (folder / "relu-vs-tanh.json").write_text(json.dumps({
+        "experiment": "relu-vs-tanh", "conditions": {"model": "cnn4-cifar", "target_train_error": 25.0, "epochs_cap": 6},
+        "runs": [relu, tanh], "preset": "smoke", "command": "convnet-lab experiment relu-tanh --preset smoke",
+        "summary": {"relu": {"lr": 0.01, "epochs_to_target": 2, "seconds_to_target": 4.0},
+                    "tanh": {"lr": 0.01, "epochs_to_target": 6, "seconds_to_target": 12.0},
+                    "ratio_epochs": 3.0, "ratio_seconds": 3.0}}))
+    runs = [{"label": f"dropout={d} aug={a}", "curve": _curve([50, 30]), "dropout": d} for d in (0.5, 0.0) for a in ("on", "off")]
+    (folder / "dropout-augmentation.json").write_text(json.dumps({
+        "experiment": "dropout-augmentation", "conditions": {}, "runs": runs,
+        "summary": {r["label"]: {"final_test_error": 35.0, "best_test_error": 35.0, "final_train_error_clean": 29.0,
+                                 "gap": 6.0, "ten_patch_test_error": None} for r in runs}}))
+    (folder / "broken.json").write_text("{not json")
+    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
+    charts = {c.proto.id for c in at.get("plotly_chart")}
+    assert len(charts) == 3  # ReLU vs tanh, dropout test error, dropout training error (no runs: no run charts)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Measured: tanh ÷ ReLU epochs"] == "3.00×" and metrics["Paper (Fig. 1): tanh ÷ ReLU"] == "≈ 6×"
+    assert metrics["ReLU to 25 %"] == "2 epochs" and metrics["tanh to 25 %"] == "6 epochs"
+    assert "broken.json" in texts(at) and "convnet-lab experiment" not in [c.value for c in at.info]
+    summary = next(d for d in at.dataframe if "setting" in d.value.columns).value
+    assert len(summary) == 4 and set(summary["gap (test − train)"]) == {6.0}
+
+
+def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs):
+    run_id = submit(TrainConfig(**TINY), runs)
+    assert serve(runs, once=True, log=lambda _line: None) == 1
+    with RunStore(runs) as store:
+        assert store.get(run_id).state == "done"
+        broken = store.submit(TrainConfig(**TINY).resolved().card())  # done, but its checkpoint is garbage
+        owner = Owner.me()
+        assert store.claim(owner).id == broken
+        store.finish(broken, owner, "done")
+        store.run_dir(broken).mkdir(parents=True)
+        (store.run_dir(broken) / "model.pt").write_bytes(b"\x00" * 64)
+        error = store.latest(run_id)["test_error"]
+
+    at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["model_name"] = f"run:{run_id}"
+    ok(at.run())
+    picker = at.sidebar.selectbox(key="model_name")
+    assert picker.options[:2] == ["lenet5 · faithful 1998", "lenet5-modern · ReLU, BN"]
+    assert picker.options[2:] == [f"run {run_id} · lenet5-modern · {error:.2f} %"]  # the broken run is skipped
+    assert picker.value == f"run:{run_id}"
+    assert any("Skipped 1 finished run(s)" in c.value and f"run {broken}" in c.value for c in at.sidebar.caption)
+    assert any(f"Test error **{error:.2f} %**" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/feature_maps.py").run()
+    ok(at)
+    assert at.title[0].value == "Feature maps"
+    assert [s.value.split(":")[0] for s in at.subheader] == ["input", "C1", "S2", "C3", "S4", "C5", "F6", "output"]
+    assert f"Model **run:{run_id}**" in at.markdown[0].value
+
+    (runs / f"run-{run_id:05d}" / "model.pt").unlink()  # the picked run's checkpoint is gone: back to lenet5
+    at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["model_name"] = f"run:{run_id}"
+    ok(at.run())
+    assert at.sidebar.selectbox(key="model_name").value == "lenet5"
