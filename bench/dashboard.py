@@ -81,7 +81,7 @@ def page_run_ms(name: str, image: np.ndarray, repeats: int) -> float:
     """Median seconds of a full Feature maps script run under streamlit.testing, after a warm-up run."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "feature_maps.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / "feature_maps.py"), default_timeout=120)
     at.session_state["model_name"] = name
     at.session_state["current_digit"] = {"image": image, "source": "a drawing", "label": None}
     at.run()  # warm-up: loads the model into the cache

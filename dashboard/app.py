@@ -11,20 +11,25 @@ import plots
 import resources
 import state
 import streamlit as st
+import torch
+
+# One thread: an interaction is one small forward pass, where a second thread only adds hand-off cost on a small,
+# busy CPU (bench/dashboard.py --threads 1 vs 2); background training runs in its own process with its own threads.
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="convnet lab", page_icon="🔢", layout="wide")
 
 pages = [
-    st.Page("pages/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
-    st.Page("pages/filters.py", title="Filters", icon=":material/grid_on:"),
-    st.Page("pages/feature_maps.py", title="Feature maps", icon=":material/layers:"),
-    st.Page("pages/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
-    st.Page("pages/misclassified.py", title="Misclassified", icon=":material/error:"),
-    st.Page("pages/similarity.py", title="Similarity", icon=":material/join_inner:"),
-    st.Page("pages/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
-    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
-    st.Page("pages/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
+    st.Page("views/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
+    st.Page("views/filters.py", title="Filters", icon=":material/grid_on:"),
+    st.Page("views/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+    st.Page("views/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
+    st.Page("views/misclassified.py", title="Misclassified", icon=":material/error:"),
+    st.Page("views/similarity.py", title="Similarity", icon=":material/join_inner:"),
+    st.Page("views/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
+    st.Page("views/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
+    st.Page("views/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
 ]
 page = st.navigation(pages)
 

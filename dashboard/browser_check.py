@@ -118,7 +118,8 @@ def go_to(page: Page, title: str) -> None:
 def sidebar_pages(page: Page) -> list[str]:
     """The titles of every page in the sidebar navigation, in order."""
     links = page.locator('[data-testid="stSidebarNav"] a')
-    return [" ".join(links.nth(i).inner_text().split()) for i in range(links.count())]
+    # a link's text is its material icon's name (a ligature) on one line and the title on the next
+    return [links.nth(i).inner_text().strip().splitlines()[-1].strip() for i in range(links.count())]
 
 
 def find_canvas(page: Page) -> tuple[Page | Frame, str]:

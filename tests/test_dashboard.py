@@ -21,9 +21,9 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 import convnets  # noqa: E402
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
-PAGES = {"draw": "pages/draw.py", "filters": "pages/filters.py", "feature_maps": "pages/feature_maps.py",
-         "architecture": "pages/architecture.py", "misclassified": "pages/misclassified.py",
-         "similarity": "pages/similarity.py", "unusual": "pages/unusual.py", "invariance": "pages/invariance.py"}
+PAGES = {"draw": "views/draw.py", "filters": "views/filters.py", "feature_maps": "views/feature_maps.py",
+         "architecture": "views/architecture.py", "misclassified": "views/misclassified.py",
+         "similarity": "views/similarity.py", "unusual": "views/unusual.py", "invariance": "views/invariance.py"}
 MODELS = ("lenet5", "lenet5-modern")
 TIMEOUT = 120  # first runs load weights and the sample on a busy machine
 
@@ -144,8 +144,8 @@ def test_architecture_page_compares_with_the_paper(model, digit):
 def test_app_navigation_and_model_picker(digit):
     """The entry script: navigation, the shared sidebar model picker, switching pages.
 
-    (After a rerun, AppTest loses the entry script's sidebar when the pages live in a folder named pages/,
-    a Streamlit testing quirk that a real browser does not show, so the sidebar is checked on the first run only.)
+    (The sidebar is checked on the first run only: after a rerun AppTest may lose the entry script's sidebar,
+    a Streamlit testing quirk that a real browser does not show.)
     """
     at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
     at.session_state["current_digit"] = dict(digit)
@@ -158,7 +158,7 @@ def test_app_navigation_and_model_picker(digit):
     picker.select("lenet5-modern").run()
     assert not at.exception, [e.message for e in at.exception]
     assert any("Model: **lenet5-modern**" in c.value for c in at.caption)
-    at.switch_page("pages/feature_maps.py").run()
+    at.switch_page("views/feature_maps.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.title[0].value == "Feature maps"
 
@@ -226,11 +226,11 @@ def test_misclassified_use_survives_switching_to_draw(sample_data):
     index = int(held_out_mistakes("lenet5", sample_data)[0])
     at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("pages/misclassified.py").run()
+    at.switch_page("views/misclassified.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.title[0].value == "Misclassified"
     at.button(key=f"use_{index}").click().run()
-    at.switch_page("pages/draw.py").run()
+    at.switch_page("views/draw.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.session_state["current_digit"]["source"] == f"held-out digit #{index}"
     assert next(m for m in at.metric if m.label == "First guess").value == str(predicted("lenet5", state_image(at)))
@@ -313,3 +313,35 @@ def test_invariance_page_sweeps_and_robustness(model, digit):
     assert not at.exception, [e.message for e in at.exception]
     rotated = transform(digit["image"], "rotate", 90.0)[0].numpy()
     assert next(m for m in at.metric if m.label == "Prediction").value == str(predicted(model, rotated))
+
+
+CIFAR_TAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def test_alexnet_page_shows_the_shipped_kernels_and_the_counts(monkeypatch):
+    monkeypatch.delenv("CONVNET_LAB_CIFAR", raising=False)
+    monkeypatch.setenv("CONVNET_LAB_DATA", "/nonexistent-cache")  # no CIFAR-10 at hand: upload only
+    at = AppTest.from_file(str(DASHBOARD / "views/alexnet.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.radio(key="alexnet_model").value == "alexnet-cifar"  # shipped weights
+    assert any("conv1: 48 kernels of 5x5x3" in s.value for s in at.subheader)
+    assert charts(at) == 1  # the kernels; no picture yet
+    counts = at.dataframe[-1].value.set_index("quantity")
+    assert counts.loc["params", "computed here"] == 60_965_224 and counts.loc["params", "paper"] == 60_000_000
+
+
+def test_alexnet_page_classifies_a_cifar_test_image(monkeypatch):
+    if not CIFAR_TAR.is_file():
+        pytest.skip(f"CIFAR-10 copy not found at {CIFAR_TAR} (see ../shared/data/README.md)")
+    monkeypatch.setenv("CONVNET_LAB_CIFAR", str(CIFAR_TAR))
+    at = AppTest.from_file(str(DASHBOARD / "views/alexnet.py"), default_timeout=300)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.number_input(key="alexnet_test_index").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(s.value == "Current picture: CIFAR-10 test image #3" for s in at.subheader)
+    assert any("Six nearest training images" in s.value for s in at.subheader)
+    assert charts(at) == 3  # top-5 classes, conv1 maps, kernels
+    assert any("True class: **" in m.value for m in at.markdown)

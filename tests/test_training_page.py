@@ -157,7 +157,7 @@ def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs):
     assert picker.value == f"run:{run_id}"
     assert any("Skipped 1 finished run(s)" in c.value and f"run {broken}" in c.value for c in at.sidebar.caption)
     assert any(f"Test error **{error:.2f} %**" in c.value for c in at.sidebar.caption)
-    at.switch_page("pages/feature_maps.py").run()
+    at.switch_page("views/feature_maps.py").run()
     ok(at)
     assert at.title[0].value == "Feature maps"
     assert [s.value.split(":")[0] for s in at.subheader] == ["input", "C1", "S2", "C3", "S4", "C5", "F6", "output"]
