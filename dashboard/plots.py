@@ -403,3 +403,41 @@ def top_classes(top: Sequence[tuple[str, float]], title: str, height: int = 260)
     return go.Figure(bar, layout={"title": title, "height": height, **LAYOUT,
                                   "xaxis": {"title": "probability (softmax)", "range": [0, 1], "tickformat": ".0%"},
                                   "yaxis": {"automargin": True}})
+
+
+def layer_diagram(rows: Sequence[dict], title: str, height: int = 300) -> go.Figure:
+    """The network as a row of blocks: a stack of squares per map layer (side ∝ map size), a bar per vector layer.
+
+    ``rows``: ``convnets.layer_table`` rows as dicts (name, kind, output_shape, params, connections).
+    """
+    shapes, xs, ys, hovers, labels = [], [], [], [], []
+    for i, row in enumerate(rows):
+        shape, x = list(row["output_shape"]), 1.6 * i
+        if len(shape) == 3 and shape[1] * shape[2] > 1:
+            maps, side = shape[0], 0.25 + 0.95 * shape[1] / 32
+            for k in reversed(range(min(maps, 6))):  # up to six squares, offset like a deck of cards
+                dx, dy = 0.07 * k, 0.07 * k
+                shapes.append({"type": "rect", "x0": x - side / 2 + dx, "x1": x + side / 2 + dx, "y0": -side / 2 + dy,
+                               "y1": side / 2 + dy, "line": {"color": "#1f4e9c", "width": 1},
+                               "fillcolor": "#dbe6f6" if row["params"] else "#f0f0f0"})
+            label = f"<b>{row['name']}</b><br>{maps}@{shape[1]}x{shape[2]}"
+        else:
+            units = int(np.prod(shape))
+            tall = 0.3 + 0.35 * np.log10(max(units, 1))
+            shapes.append({"type": "rect", "x0": x - 0.1, "x1": x + 0.1, "y0": -tall / 2, "y1": tall / 2,
+                           "line": {"color": "#b35806", "width": 1}, "fillcolor": "#fde0c5"})
+            label = f"<b>{row['name']}</b><br>{units}"
+        xs.append(x)
+        ys.append(0)
+        labels.append(label)
+        hovers.append(f"{row['name']}: {row['kind']}<br>output {'x'.join(map(str, shape))}<br>"
+                      f"{row['params']:,} params · {row['connections']:,} connections")
+    marks = go.Scatter(x=xs, y=ys, mode="markers", marker={"size": 28, "opacity": 0}, hovertext=hovers,
+                       hoverinfo="text", showlegend=False)
+    text = go.Scatter(x=xs, y=[-1.05] * len(xs), mode="text", text=labels, textposition="bottom center",
+                      hoverinfo="skip", showlegend=False)
+    hidden = {"visible": False, "fixedrange": True}
+    return go.Figure([marks, text], layout={"title": title, "height": height, "shapes": shapes, **LAYOUT,
+                                            "plot_bgcolor": "rgba(0,0,0,0)",
+                                            "xaxis": {**hidden, "range": [-0.9, 1.6 * len(rows) - 0.6]},
+                                            "yaxis": {**hidden, "range": [-1.7, 1.0]}})

@@ -138,3 +138,29 @@ def test_held_out_digits_survive_re_embedding(sample_data):
         with torch.no_grad():
             agree = (model(originals).argmax(1) == model(prepared).argmax(1)).float().mean().item()
         assert agree >= 0.8, f"{name}: only {agree:.0%} of {len(picks)} re-embedded digits keep their class"
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "P", "I;16", "LA", "RGBA", "1"])
+def test_uploads_of_any_pil_mode_give_the_same_digit(mode):
+    """A photo-like dark-on-light 7 saved in other modes (CMYK, palette, 16-bit, ...) is read as the RGB one.
+
+    Palette and 1-bit conversions dither away the antialiasing, so they match in shape, not pixel for pixel."""
+    photo = Image.new("RGB", (140, 140), (255, 255, 255))  # white paper: a grey one dithers into specks in P and 1
+    ImageDraw.Draw(photo).line([(30, 25), (110, 25), (60, 120)], fill=(10, 10, 10), width=12)
+    reference = prepare_digit(photo).centred
+    converted = prepare_digit(photo.convert(mode)).centred
+    tolerance = 0.15 if mode in ("P", "1") else 0.03
+    assert np.abs(reference - converted).mean() < tolerance
+    assert np.corrcoef(reference.ravel(), converted.ravel())[0, 1] > 0.8
+
+
+def test_fully_transparent_png_and_animated_gif(tmp_path):
+    with pytest.raises(ValueError, match="draw a digit first"):
+        prepare_digit(Image.new("RGBA", (64, 64), (0, 0, 0, 0)))
+    frames = [Image.new("L", (64, 64), 0) for _ in range(2)]
+    ImageDraw.Draw(frames[0]).line([(16, 10), (48, 10), (28, 54)], fill=255, width=6)  # a 7, then an empty frame
+    path = tmp_path / "seven.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with Image.open(path) as gif:
+        steps = prepare_digit(gif)  # the first frame
+    assert steps.centred.max() > 0.9

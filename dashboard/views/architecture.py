@@ -37,6 +37,10 @@ def matches(row: dict) -> str:
     return "yes" if (row["params"], row["connections"]) == PAPER[row["name"]] else "no"
 
 
+st.plotly_chart(plots.layer_diagram(rows, f"{name}, input to output (hover a block for its counts)"), key="diagram")
+st.caption("Each blue stack is a layer of feature maps (up to six squares drawn; side in proportion to the map size; grey "
+           "when the layer has no trainable weights); each orange bar is a vector layer (height grows with its units).")
+
 table = pd.DataFrame([{
     "layer": r["name"],
     "kind": r["kind"],
