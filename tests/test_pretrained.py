@@ -38,7 +38,7 @@ def test_shipped_weights_match_the_card_on_the_official_test_set(mnist_npz):
 
 
 def test_unknown_shipped_name_lists_what_is_shipped():
-    with pytest.raises(ValueError, match="shipped: lenet5, lenet5-modern"):
+    with pytest.raises(ValueError, match="shipped: alexnet-cifar, lenet5, lenet5-modern"):
         convnets.load_pretrained("alexnet")
 
 
@@ -48,3 +48,16 @@ def test_shipped_lenet5_output_layer_is_rbf_distances(sample_data):
     distances = convnets.activations(model, x)["output"]
     assert torch.all(distances >= 0)
     assert torch.equal(distances.argmin(1), model(x).argmax(1))
+
+
+def test_shipped_alexnet_cifar_card_and_weights():
+    """The shipped alexnet-cifar: float16 on disk, float32 in memory, a card with its data, recipe and measured error."""
+    model, card = convnets.load_pretrained("alexnet-cifar")
+    assert next(model.parameters()).dtype == torch.float32 and not model.training
+    assert card["weights_dtype"] == "float16"
+    assert card["data"]["train_images"] == 50_000 and card["data"]["test_images"] == 10_000
+    assert card["recipe"]["augmentation"] == {"crop": 32, "pad": 4, "flip": True, "pca_std": 0.1, "ten_patch": False}
+    assert card["test_error"] == card["curve"][-1]["test_error"] and 0 < card["test_error"] < 50
+    assert card["command"].startswith("convnet-lab experiment train")
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
