@@ -243,12 +243,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
 
+# Streamlit imports the app's modules on the first page request; importing the heavy ones (torch ~3 s) and parsing
+# the offline digits before the server starts keeps that first page fast. Then it is plain `streamlit run`.
+PRELOAD = ("import torch, plotly.graph_objects, convnets, training.data; training.data.load_sample(); "
+           "from streamlit.web.cli import main; main(prog_name='streamlit')")
+
+
 def app_command(address: str = "localhost", port: int = 8501) -> list[str]:
     """The streamlit command line that serves the dashboard (localhost unless asked otherwise)."""
     if not DASHBOARD.is_file():
         raise FileNotFoundError(f"no dashboard at {DASHBOARD}; it ships with the source tree: "
                                 "clone the repository and install it with `pip install -e .`")
-    return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD), "--server.address", address,
+    return [sys.executable, "-c", PRELOAD, "run", str(DASHBOARD), "--server.address", address,
             "--server.port", str(port), "--server.maxUploadSize", "2", "--server.headless", "true",
             "--browser.gatherUsageStats", "false"]
 

