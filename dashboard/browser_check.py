@@ -169,6 +169,18 @@ def dark_on_light_png() -> Path:
     return path
 
 
+def colour_png() -> Path:
+    """A colour picture for the AlexNet page: a red hull and a white sail on blue water under a light sky."""
+    path = Path(tempfile.gettempdir()) / "boat.png"
+    image = Image.new("RGB", (320, 240), (150, 190, 235))
+    pen = ImageDraw.Draw(image)
+    pen.rectangle([0, 150, 320, 240], fill=(30, 80, 160))
+    pen.polygon([(70, 150), (250, 150), (220, 185), (100, 185)], fill=(190, 40, 40))
+    pen.polygon([(160, 40), (160, 145), (230, 145)], fill=(245, 245, 245))
+    image.save(path)
+    return path
+
+
 def worst_confusion(model_name: str) -> tuple[int, int, int]:
     """(true, predicted, count) of the most frequent mistake of a shipped model on the held-out digits."""
     import numpy as np
@@ -305,6 +317,16 @@ def main() -> int:
 
                 print("Misclassified, clicking a confusion-matrix cell, then Use")
                 click_confusion_cell(page, args.shots, failures)
+
+                print("AlexNet, uploading a colour picture")
+                go_to(page, "AlexNet")
+                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(colour_png()))
+                page.get_by_role("heading", name="Current picture: your upload 'boat.png'").wait_for(timeout=60_000)
+                settle(page)
+                shown = page.locator('[data-testid="stPlotlyChart"]').count()
+                if shown < 3:  # five most probable classes, conv1 maps, conv1 kernels
+                    failures.append(f"the AlexNet page shows {shown} charts for an uploaded picture, expected 3")
+                shoot(page, args.shots, "18_alexnet_upload", failures)
             except Exception:
                 page.screenshot(path=str(args.shots / "failed_here.png"), full_page=True)
                 print("page text where it failed:", page.locator("body").inner_text()[:1500])

@@ -129,6 +129,7 @@ st.subheader("The paper's network: counts beside the paper")
 comparison = convnets.paper_comparison()
 st.dataframe(pd.DataFrame([{"quantity": key, "computed here": comparison[key]["computed"], "paper": comparison[key]["paper"],
                             "ratio": round(comparison[key]["ratio"], 3)} for key in ("params", "neurons", "connections")]),
-             hide_index=True)
-st.caption(f"Computed by `convnets.layer_table` on `get_model('alexnet')` (two-GPU layout, 224x224x3 input). "
-           f"{comparison['explanation']}")
+             hide_index=True, column_config={"computed here": st.column_config.NumberColumn(format="localized"),
+                                             "paper": st.column_config.NumberColumn(format="localized")})
+explanation = comparison["explanation"].replace("*", "\\*")  # '55*55*96' is arithmetic, not markdown emphasis
+st.caption(f"Computed by `convnets.layer_table` on `get_model('alexnet')` (two-GPU layout, 224x224x3 input). {explanation}")
