@@ -168,3 +168,12 @@ def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs):
     at.session_state["model_name"] = f"run:{run_id}"
     ok(at.run())
     assert at.sidebar.selectbox(key="model_name").value == "lenet5"
+
+
+def test_the_projects_measured_experiments_show_until_you_have_your_own():
+    """An empty experiments folder: the page plots the results shipped in training/results/ and says so."""
+    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
+    assert any("shipped in `training/results`" in c.value for c in at.caption)
+    metrics = {m.label: m.value for m in at.metric}
+    assert "ReLU to 25 %" in metrics and "tanh to 25 %" in metrics
+    assert len(at.get("plotly_chart")) == 3  # ReLU vs tanh, dropout test error, dropout training error

@@ -396,29 +396,38 @@ def dropout_augmentation(result: dict) -> None:
 
 st.divider()
 st.header("The AlexNet paper's experiments")
+SHIPPED_RESULTS = ROOT / "training" / "results"  # this project's measured results, shown until you have your own
+
+
+def result_files(folder: Path) -> tuple[tuple[str, float], ...]:
+    """(name, modification time) of the results JSONs in ``folder``, newest first."""
+    found = folder.glob("*.json") if folder.is_dir() else ()
+    return tuple(sorted(((p.name, p.stat().st_mtime) for p in found), key=lambda v: -v[1]))
+
+
 folder = Path(os.environ.get(EXPERIMENTS) or ROOT / DEFAULT_OUT)
-files = tuple(sorted(((p.name, p.stat().st_mtime) for p in folder.glob("*.json")), key=lambda v: -v[1])) \
-    if folder.is_dir() else ()
+files = result_files(folder)
+shipped = not files and SHIPPED_RESULTS.is_dir()
+if shipped:
+    folder, files = SHIPPED_RESULTS, result_files(SHIPPED_RESULTS)
 results, unreadable = read_results(str(folder), files)
-st.caption(f"Results of `convnet-lab experiment` read from `{folder}` (set `${EXPERIMENTS}` for another folder)."
+where = (f"the results measured for this project (on its 2-core CPU), shipped in `{folder.relative_to(ROOT)}`; yours will "
+         f"replace them once `convnet-lab experiment` writes to `{ROOT / DEFAULT_OUT}`") if shipped else f"`{folder}`"
+st.caption(f"Results of `convnet-lab experiment` read from {where} (set `${EXPERIMENTS}` for another folder)."
            + (f" Skipped unreadable: {', '.join(unreadable)}." if unreadable else ""))
 
-st.subheader("ReLU vs tanh: epochs to 25 % training error")
-found = pick(results, "relu-vs-tanh", "relu_tanh_file")
-if found is None:
-    how_to("relu-tanh", folder)
-else:
+EXPERIMENT_SECTIONS = (  # title, the results' "experiment", widget key, CLI subcommand, plot
+    ("ReLU vs tanh: epochs to 25 % training error", "relu-vs-tanh", "relu_tanh_file", "relu-tanh", relu_vs_tanh),
+    ("Dropout and augmentation: train vs test error", "dropout-augmentation", "dropout_aug_file", "dropout-aug",
+     dropout_augmentation),
+)
+for title, experiment, key, subcommand, plot in EXPERIMENT_SECTIONS:
+    st.subheader(title)
+    found = pick(results, experiment, key)
+    if found is None:
+        how_to(subcommand, folder)
+        continue
     st.caption(describe_conditions(found))
-    relu_vs_tanh(found)
-    if found.get("command"):
-        st.code(found["command"], language="bash", wrap_lines=True)
-
-st.subheader("Dropout and augmentation: train vs test error")
-found = pick(results, "dropout-augmentation", "dropout_aug_file")
-if found is None:
-    how_to("dropout-aug", folder)
-else:
-    st.caption(describe_conditions(found))
-    dropout_augmentation(found)
+    plot(found)
     if found.get("command"):
         st.code(found["command"], language="bash", wrap_lines=True)
