@@ -245,7 +245,10 @@ DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
 # Streamlit imports the app's modules on the first page request; importing the heavy ones (torch ~3 s) and parsing
 # the offline digits before the server starts keeps that first page fast. Then it is plain `streamlit run`.
-PRELOAD = ("import torch, plotly.graph_objects, convnets, training.data; training.data.load_sample(); "
+PRELOAD = ("try:\n"
+           "    import torch, plotly.graph_objects, convnets, training.data; training.data.load_sample()\n"
+           "except Exception as exc:  # a warm-up only: the pages report real problems themselves\n"
+           "    print(f'convnet lab: warm-up skipped ({exc})', flush=True)\n"
            "from streamlit.web.cli import main; main(prog_name='streamlit')")
 
 
