@@ -6,6 +6,7 @@ Public API::
     load_pretrained(name) -> (nn.Module, card)      # shipped or downloaded weights, eval mode
     layer_table(model) -> list[LayerRow]            # params, connections per layer
     activations(model, x) -> {layer name: tensor}   # every layer's output
+    activations_and_scores(model, x)                # the same and the class scores, one forward pass
     embed(model, x) -> (N, D)                       # last hidden layer, for retrieval
     nearest(query, bank, k) -> (distances, indices) # brute-force Euclidean neighbours
     pca_2d(bank) -> (coords, mean, components)      # 2-D map of embeddings; project() adds more
@@ -19,7 +20,7 @@ from .alexnet import PAPER_ALEXNET, WeightsError, imagenet_categories, paper_com
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .invariance import TRANSFORMS, Sweep, robustness, sweep, transform
 from .models import get_model, load_pretrained, model_from_checkpoint, model_names
-from .probes import LayerRow, activations, layer_table, named_layers
+from .probes import LayerRow, activations, activations_and_scores, layer_table, named_layers
 from .retrieval import embed, embedding_layer, nearest, pca_2d, project
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "Sweep",
     "WeightsError",
     "activations",
+    "activations_and_scores",
     "embed",
     "embedding_layer",
     "get_model",

@@ -524,9 +524,16 @@ def top_classes(model: nn.Module, x: torch.Tensor, k: int = 5,
     """Per image, the k most probable classes as (name, softmax probability); names from ``model.classes``."""
     was_training = model.training
     model.eval()
-    probs = model(x).softmax(dim=1)
+    scores = model(x)
     model.train(was_training)
-    names = list(classes or getattr(model, "classes", None) or [str(i) for i in range(probs.shape[1])])
+    return top_of_scores(scores, classes or getattr(model, "classes", None), k)
+
+
+def top_of_scores(scores: torch.Tensor, classes: Sequence[str] | None = None,
+                  k: int = 5) -> list[list[tuple[str, float]]]:
+    """:func:`top_classes` from scores already computed (N, C): per image, the k most probable (name, probability)."""
+    probs = scores.softmax(dim=1)
+    names = list(classes or [str(i) for i in range(probs.shape[1])])
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     return [[(names[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist(), strict=True)]
             for vs, ix in zip(values, indices, strict=True)]

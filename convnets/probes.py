@@ -27,6 +27,11 @@ def named_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every layer's output for the batch ``x``, keyed by layer name, in network order."""
+    return activations_and_scores(model, x)[0]
+
+
+def activations_and_scores(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`activations` and the model's own output (its class scores) from one forward pass."""
     outputs: dict[str, torch.Tensor] = {}
     handles = [
         layer.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach()))
@@ -34,11 +39,11 @@ def activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     ]
     try:
         with torch.no_grad():
-            model(x)
+            scores = model(x)
     finally:
         for handle in handles:
             handle.remove()
-    return outputs
+    return outputs, scores
 
 
 @dataclass(frozen=True)

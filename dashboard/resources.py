@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 import convnets
+from convnets.alexnet import top_of_scores
 from convnets.models import WEIGHTS_DIR
 from training.data import DataError, evaluation_digits, evaluation_source, load_sample
-from training.store import RunStore, StoreError, default_runs_dir
+from training.store import RunStore, StoreError, default_runs_dir, run_dir
 
 MODEL_NAMES = ("lenet5", "lenet5-modern")
 MODEL_LABELS = {"lenet5": "lenet5 · faithful 1998", "lenet5-modern": "lenet5-modern · ReLU, BN"}
@@ -32,11 +33,12 @@ def run_id(name: str) -> int | None:
 
 
 def _run_weights(run: int) -> Path | None:
-    """``model.pt`` of a run in the run store of ``default_runs_dir()``; None when there is no store."""
-    if not (default_runs_dir() / "runs.sqlite").is_file():  # never create a store just to fill the picker
-        return None
-    with RunStore() as store:
-        return store.run_dir(run) / "model.pt"
+    """``model.pt`` of a run in the run store of ``default_runs_dir()``; None when there is no store.
+
+    Called on every rerun (through :func:`weights_version`): a path and a stat, no database connection.
+    """
+    runs = default_runs_dir()
+    return run_dir(runs, run) / "model.pt" if (runs / "runs.sqlite").is_file() else None
 
 
 def weights_path(name: str) -> Path | None:
@@ -178,9 +180,8 @@ def probe(name: str, image: np.ndarray) -> Probe:
     model, _, lock = _load(name, weights_version(name))
     x = torch.as_tensor(np.asarray(image, dtype=np.float32)).view(1, 1, 28, 28)
     with lock:
-        outputs = convnets.activations(model, x)
-        with torch.no_grad():
-            scores = model(x)[0]
+        outputs, scores = convnets.activations_and_scores(model, x)
+    scores = scores[0]
     return Probe(activations={k: v[0].numpy() for k, v in outputs.items()}, scores=scores.numpy(),
                  probabilities=torch.softmax(scores, dim=0).numpy())
 
@@ -214,17 +215,14 @@ class HeldOutErrors:
 
 @st.cache_data(show_spinner="Classifying the held-out digits…", max_entries=4)
 def held_out_errors(name: str, version: float) -> HeldOutErrors:
-    """``training.loop.predict`` of the shipped ``name`` model on every held-out digit, with confidences and confusions."""
+    """The model ``name`` on every held-out digit (one forward pass): predictions, confidences and confusions."""
     from training.data import as_float
-    from training.loop import predict
 
     model, _, lock = _load(name, version)
     images, labels, description = held_out_digits()
-    images, labels = torch.from_numpy(images), torch.from_numpy(labels)
     with lock, torch.no_grad():
-        predictions = predict(model, images)
-        probabilities = torch.softmax(model(as_float(images)), dim=1)
-    predictions, labels = predictions.numpy(), labels.numpy()
+        probabilities = torch.softmax(model(as_float(torch.from_numpy(images))), dim=1)
+    predictions = probabilities.argmax(dim=1).numpy()
     confusion = np.zeros((10, 10), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     confidences = probabilities.numpy()[np.arange(len(predictions)), predictions]
@@ -417,6 +415,7 @@ class ImageProbe:
     image: np.ndarray  # (S, S, 3) float in [0, 1]: what the model saw, after prepare_images
     activations: dict[str, np.ndarray]  # layer name -> output for the one image
     top: list[tuple[str, float]]  # the five most probable classes (name, probability)
+    embedding: torch.Tensor  # (D,) the retrieval layer's output (fc7), for convnets.nearest
 
 
 def image_probe(name: str, picture: np.ndarray) -> ImageProbe:
@@ -424,10 +423,10 @@ def image_probe(name: str, picture: np.ndarray) -> ImageProbe:
     model, _, lock = _load_image_model(name, weights_version(name))
     x = convnets.prepare_images(torch.as_tensor(np.asarray(picture, dtype=np.float32)), model.input_shape[-1])
     with lock:
-        outputs = convnets.activations(model, x)
-        top = convnets.top_classes(model, x, k=5)[0]
+        outputs, scores = convnets.activations_and_scores(model, x)
+    top = top_of_scores(scores, getattr(model, "classes", None), k=5)[0]
     return ImageProbe(image=x[0].permute(1, 2, 0).numpy(), activations={k: v[0].numpy() for k, v in outputs.items()},
-                      top=top)
+                      top=top, embedding=outputs[convnets.embedding_layer(model)][0].flatten())
 
 
 @st.cache_data(show_spinner="Loading CIFAR-10 images…", max_entries=1)

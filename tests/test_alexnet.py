@@ -360,3 +360,20 @@ def test_first_layer_kernels_refuse_a_digit_model():
 
     with pytest.raises(ValueError, match="no RGB first conv"):
         first_layer_kernels(convnets.get_model("lenet5-modern"))
+
+
+@pytest.mark.parametrize("name", ["alexnet-cifar", "lenet5"])
+def test_one_forward_pass_gives_the_activations_the_scores_and_the_embedding(name):
+    """convnets.activations_and_scores: what the dashboard's probes read instead of running the model twice."""
+    model = convnets.get_model(name).eval()
+    x = torch.rand(3, *model.input_shape)
+    outputs, scores = convnets.activations_and_scores(model, x)
+    with torch.no_grad():
+        assert torch.allclose(scores, model(x))
+    assert torch.allclose(outputs[convnets.embedding_layer(model)].flatten(1), convnets.embed(model, x))
+    assert list(outputs) == [layer for layer, _ in convnets.named_layers(model)]
+    if name == "alexnet-cifar":
+        from convnets.alexnet import top_of_scores
+
+        model.classes = [f"class {i}" for i in range(10)]
+        assert top_of_scores(scores, model.classes, k=3) == convnets.top_classes(model, x, k=3)

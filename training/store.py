@@ -136,6 +136,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def run_dir(runs_dir: Path, run_id: int) -> Path:
+    """Run ``run_id``'s checkpoint folder in ``runs_dir`` (a path only: no database is opened)."""
+    return runs_dir / f"run-{run_id:05d}"
+
+
 class RunStore:
     """The runs folder's SQLite store. One instance per thread (sqlite3 connections are not shared)."""
 
@@ -239,7 +244,7 @@ class RunStore:
 
     def run_dir(self, run_id: int) -> Path:
         """The run's checkpoint folder."""
-        return self.runs_dir / f"run-{run_id:05d}"
+        return run_dir(self.runs_dir, run_id)
 
     def _orphaned(self, run: sqlite3.Row, now: float, stale_after: float, me: Owner) -> bool:
         if run["heartbeat"] is None or now - run["heartbeat"] > stale_after:

@@ -7,7 +7,6 @@ import pandas as pd
 import plots
 import resources
 import streamlit as st
-import torch
 from PIL import Image, UnidentifiedImageError
 
 import convnets
@@ -98,8 +97,7 @@ else:
 
         if cifar is not None and name == "alexnet-cifar":
             vectors, norms = resources.image_bank(name, resources.weights_version(name), source)
-            query = convnets.embed(model, convnets.prepare_images(torch.as_tensor(current["image"]), size))
-            distances, indices = convnets.nearest(query, vectors, k=6, bank_sq_norms=norms)
+            distances, indices = convnets.nearest(result.embedding[None], vectors, k=6, bank_sq_norms=norms)
             st.subheader("Six nearest training images by fc7 distance")
             st.caption(f"Euclidean distance between {vectors.shape[1]}-d fc7 vectors (the paper's "
                        f"Figure 4, right), over {len(vectors):,} training images of {cifar['description']}.")
