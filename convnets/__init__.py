@@ -11,12 +11,23 @@ Public API::
     nearest(query, bank, k) -> (distances, indices) # brute-force Euclidean neighbours
     pca_2d(bank) -> (coords, mean, components)      # 2-D map of embeddings; project() adds more
     paper_comparison() -> dict                      # AlexNet's counts beside the paper's
+    kernel_colour(model_or_weights) -> list[dict]   # colour-specificity of conv1's kernels per GPU column
     transform(images, kind, levels) -> images       # shift, rotate, scale, squeeze, stroke, noise (TRANSFORMS)
     sweep(model, image, kind, levels) -> Sweep      # one image at every level, one forward batch
     robustness(model, images, labels, kind) -> acc  # accuracy per level over a test set
 """
 
-from .alexnet import PAPER_ALEXNET, WeightsError, imagenet_categories, paper_comparison, prepare_images, top_classes
+from .alexnet import (
+    GREY_CHROMA,
+    PAPER_ALEXNET,
+    WeightsError,
+    imagenet_categories,
+    kernel_chroma,
+    kernel_colour,
+    paper_comparison,
+    prepare_images,
+    top_classes,
+)
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .invariance import TRANSFORMS, Sweep, robustness, sweep, transform
 from .models import get_model, load_pretrained, model_from_checkpoint, model_names
@@ -26,6 +37,7 @@ from .retrieval import embed, embedding_layer, nearest, pca_2d, project
 __version__ = "0.1.0"
 
 __all__ = [
+    "GREY_CHROMA",
     "PAPER_ALEXNET",
     "TRANSFORMS",
     "CheckpointError",
@@ -38,6 +50,8 @@ __all__ = [
     "embedding_layer",
     "get_model",
     "imagenet_categories",
+    "kernel_chroma",
+    "kernel_colour",
     "layer_table",
     "load_pretrained",
     "model_from_checkpoint",

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .alexnet import AlexNet, AlexNetCifar, FourLayerCNN, TorchvisionAlexNet, load_torchvision_alexnet
@@ -51,8 +52,44 @@ def get_model(name: str, **options) -> nn.Module:
     return model
 
 
+def expected_shapes(name: str, options: dict) -> tuple[str, dict[str, tuple[int, ...]]]:
+    """(class name, state_dict shapes) of ``get_model(name, **options)`` without allocating its weights.
+
+    Built on the meta device; a model whose constructor needs real values (the faithful LeNet-5's C3 table) is
+    built for real -- it takes no options, so its size is fixed.
+    """
+    try:
+        with torch.device("meta"):
+            model = get_model(name, **options)
+    except NotImplementedError:
+        model = get_model(name, **options)
+    return type(model).__name__, {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_fits(payload: dict, source: str = "checkpoint") -> None:
+    """A CheckpointError unless the payload's options build a model whose weights have the payload's shapes.
+
+    Checked before anything is allocated, so a small file claiming a huge model (``hidden=20000``) costs nothing.
+    """
+    name, options = payload["model"], payload.get("options", {})
+    try:
+        kind, expected = expected_shapes(name, options)
+    except Exception as exc:  # unknown model or option, or a constructor refusing a value: the file is wrong
+        raise CheckpointError(f"{source} names a model that cannot be built ({type(exc).__name__}: {exc}); "
+                              f"it says model '{name}' with options {options}") from None
+    got = {k: tuple(v.shape) for k, v in payload["state_dict"].items()}
+    missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    wrong = [f"{k}: {got[k]} in the file, {expected[k]} in the model" for k in expected if k in got and got[k] != expected[k]]
+    if missing or unexpected or wrong:
+        detail = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
+                  if unexpected else wrong[0])
+        raise CheckpointError(f"{source} does not fit {kind} ({detail}); "
+                              f"it was written for model '{name}' with options {options}")
+
+
 def model_from_checkpoint(payload: dict, source: str = "checkpoint") -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights."""
+    """Rebuild the model a checkpoint describes and load its weights (shapes checked before the model is built)."""
+    check_fits(payload, source)
     model = get_model(payload["model"], **payload.get("options", {}))
     return load_state(model, payload, source)
 

@@ -40,9 +40,10 @@ with st.sidebar:
         st.session_state[state.MODEL_KEY] = resources.MODEL_NAMES[0]
     st.selectbox("Model", list(choices), key=state.MODEL_KEY, format_func=choices.get,
                  help="Shipped weights, or a finished run of the Training page; every page shows this model.")
-    if runs.skipped:
-        st.caption(f"Skipped {len(runs.skipped)} finished run(s) whose checkpoint cannot be read: "
-                   + ", ".join(f"run {k}" for k in runs.skipped) + ".", help="\n\n".join(runs.skipped.values()))
+    if runs.skipped:  # each reason in sight, not on hover: at most three, then a count
+        reasons = [f"run {k}: {why}" for k, why in list(runs.skipped.items())[:3]]
+        more = f"; and {len(runs.skipped) - 3} more" if len(runs.skipped) > 3 else ""
+        st.caption(f"Skipped {len(runs.skipped)} finished run(s) that cannot be used — " + "; ".join(reasons) + more)
     if runs.problem:
         st.caption(f"Finished runs not listed: {runs.problem}")
     _, card = resources.load_model(state.model_name())

@@ -382,17 +382,31 @@ def robustness_curves(levels: np.ndarray, accuracy: dict[str, np.ndarray], title
     return fig
 
 
-def colour_kernels(kernels: np.ndarray, title: str, columns: int = 8, height: int | None = None) -> go.Figure:
-    """RGB kernels (n, k, k, 3) in [0, 1] as one picture: a grid with a one-pixel white gap; hover gives the colour."""
+def kernel_mosaic(kernels: np.ndarray, columns: int, pixel: int = 8, gap: int = 3) -> np.ndarray:
+    """RGB kernels (n, k, k, 3) in [0, 1] as one uint8 picture: a grid with white gaps, each weight a ``pixel``-wide
+    square (nearest-neighbour upscaling, so a 5x5 kernel stays five crisp squares across)."""
     n, k, _, _ = kernels.shape
-    rows = -(-n // columns)
-    mosaic = np.full((rows * (k + 1) - 1, columns * (k + 1) - 1, 3), 255, dtype=np.uint8)
+    rows, side = -(-n // columns), k * pixel
+    mosaic = np.full((rows * (side + gap) - gap, columns * (side + gap) - gap, 3), 255, dtype=np.uint8)
+    big = np.round(np.clip(kernels, 0, 1) * 255).astype(np.uint8).repeat(pixel, axis=1).repeat(pixel, axis=2)
     for index in range(n):
         r, c = divmod(index, columns)
-        mosaic[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = np.round(kernels[index] * 255)
-    image = go.Image(z=mosaic, hovertemplate="row %{y}, col %{x}<br>RGB %{z}<extra></extra>")
-    auto = int(520 * mosaic.shape[0] / mosaic.shape[1]) + 60
-    return go.Figure(image, layout=_image_layout(title, height or max(160, min(auto, 600))))
+        mosaic[r * (side + gap):r * (side + gap) + side, c * (side + gap):c * (side + gap) + side] = big[index]
+    return mosaic
+
+
+def rgb_picture(image: np.ndarray, size: int) -> np.ndarray:
+    """An RGB image, (H, W, 3) or (3, H, W), uint8 or float in [0, 1], scaled to ``size`` on its longer side: crisp
+    pixels up (nearest neighbour), smooth down. Returns uint8 (h, w, 3)."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3:
+        image = image.transpose(1, 2, 0)
+    if image.dtype != np.uint8:
+        image = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))), resample))
 
 
 def top_classes(top: Sequence[tuple[str, float]], title: str, height: int = 260) -> go.Figure:

@@ -7,6 +7,7 @@ length of a forward pass and two sessions must not interleave there.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,17 +67,41 @@ def _load(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
     return convnets.model_from_checkpoint(payload, str(path)).eval(), dict(payload["card"]), threading.Lock()
 
 
+def _card_problem(card: dict) -> str | None:
+    """What the pages read from a run's card and this one lacks (test_error, data.description, recipe), or None."""
+    error = card.get("test_error")
+    if not isinstance(error, (int, float)) or isinstance(error, bool):
+        return "has no test error"
+    if not isinstance(card.get("data"), dict) or not isinstance(card["data"].get("description"), str):
+        return "does not say what the model was trained on"
+    if "recipe" not in card:
+        return "has no recipe"
+    return None
+
+
+MAX_RUN_CHECKPOINT_MB = 64  # a digit model's model.pt is about 0.3 MB; a bigger file is refused unread
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
-def _check_run(path: str, version: float) -> dict:
-    """A run's model.pt read and rebuilt once per file version: its model, options and test error, or why it fails."""
+def _check_run(path: str, version: float, model: str) -> dict:
+    """A run's model.pt checked once per file version, without building the model: its model, options and test
+    error, or (``error``) one line saying why it cannot be used -- oversized, unreadable, damaged, another model's
+    weights than the run store's ``model``, or weights that do not fit their options."""
     try:
+        size_mb = Path(path).stat().st_size / 2**20
+        if size_mb > MAX_RUN_CHECKPOINT_MB:
+            return {"error": f"model.pt is {size_mb:,.0f} MB, over the {MAX_RUN_CHECKPOINT_MB} MB a digit model needs"}
         payload = convnets.read_checkpoint(path)
-        convnets.model_from_checkpoint(payload, path)
-        card = payload["card"]
-        return {"model": payload["model"], "options": dict(payload.get("options", {})),
-                "test_error": float(card["test_error"]), "error": None}
-    except (ValueError, KeyError, TypeError) as exc:  # CheckpointError is a ValueError
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        if payload["model"] != model:
+            return {"error": f"model.pt holds weights for '{payload['model']}', but the run trained '{model}'"}
+        convnets.models.check_fits(payload, "model.pt")  # shapes against options, nothing allocated
+        problem = _card_problem(payload["card"])
+        if problem:
+            return {"error": f"model.pt's card {problem}"}
+        return {"model": payload["model"], "options": dict(payload["options"]),
+                "test_error": float(payload["card"]["test_error"]), "error": None}
+    except (convnets.CheckpointError, OSError) as exc:
+        return {"error": str(exc).replace(path, "model.pt")}
 
 
 def describe_model(model: str, options: dict, distorted: bool = False) -> str:
@@ -98,7 +123,8 @@ class FinishedRuns:
 
 
 def finished_runs() -> FinishedRuns:
-    """Every done digit-model run of ``default_runs_dir()`` whose model.pt loads; a corrupt or missing one is skipped."""
+    """Every done digit-model run of ``default_runs_dir()`` whose model.pt fits; a missing, corrupt, oversized or
+    mislabelled one is skipped with its reason."""
     labels: dict[str, str] = {}
     skipped: dict[int, str] = {}
     if not (default_runs_dir() / "runs.sqlite").is_file():
@@ -112,9 +138,12 @@ def finished_runs() -> FinishedRuns:
         if run.model not in MODEL_NAMES:
             continue
         if not path.is_file():
-            skipped[run.id] = f"no checkpoint at {path}"
+            skipped[run.id] = "model.pt is missing from its folder"
             continue
-        checked = _check_run(str(path), path.stat().st_mtime)
+        try:
+            checked = _check_run(str(path), path.stat().st_mtime, run.model)
+        except OSError as exc:  # removed between the listing and the check
+            checked = {"error": f"model.pt cannot be read ({exc.strerror})"}
         if checked["error"]:
             skipped[run.id] = checked["error"]
             continue
@@ -365,10 +394,11 @@ def _robustness_curves(name: str, version: float, source: str) -> RobustnessCurv
     return RobustnessCurves(levels=levels, accuracy=accuracy, description=description)
 
 
-# --- AlexNet: image models and CIFAR-10 images ------------------------------------------------------------------------
+# --- AlexNet: image models, their finished runs, CIFAR-10 pictures ----------------------------------------------------
 
 IMAGE_MODEL_LABELS = {"alexnet-cifar": "alexnet-cifar · shipped, CIFAR-10",
                       "alexnet-torchvision": "alexnet-torchvision · ImageNet, torchvision's weights"}
+BANK_PER_CLASS = 500  # training images per class in the fc7 bank when the full CIFAR-10 is at hand (5,000 in all)
 
 
 def _torchvision_alexnet_file() -> Path | None:
@@ -391,21 +421,176 @@ def image_model_names() -> list[str]:
     return names
 
 
-@st.cache_resource(show_spinner="Loading AlexNet weights…", max_entries=2)
+def describe_image_model(model: str, options: dict, augmented: bool = False) -> str:
+    """An image model and the options it was built with, e.g. 'alexnet-cifar (2 columns, width 2, augmented)'."""
+    details = []
+    for key, value in options.items():
+        if key == "columns":
+            details.append(f"{value} column{'s' if value != 1 else ''}")
+        elif isinstance(value, bool):
+            details.append(key if value else f"no {key.upper() if key == 'lrn' else key}")
+        else:
+            details.append(f"{key} {value:g}" if isinstance(value, (int, float)) else f"{key} {value}")
+    details += ["augmented"] if augmented else []
+    return model + (f" ({', '.join(details)})" if details else "")
+
+
+def image_runs() -> FinishedRuns:
+    """The finished runs of colour-image models (``alexnet-cifar``, ``cnn4-cifar``) for the AlexNet page's picker.
+
+    The same store and the same checks (:func:`_check_run`) as the sidebar's :func:`finished_runs`, which lists the
+    digit-model runs; newest first, labelled 'run 7 · alexnet-cifar (2 columns, width 2) · 41.20 %'.
+    """
+    from training.loop import takes_images
+
+    labels: dict[str, str] = {}
+    skipped: dict[int, str] = {}
+    if not (default_runs_dir() / "runs.sqlite").is_file():
+        return FinishedRuns(labels, skipped)
+    try:
+        with RunStore() as store:
+            runs = [(run, store.run_dir(run.id) / "model.pt") for run in reversed(store.runs(["done"]))
+                    if takes_images(run.model)]
+    except StoreError as exc:
+        return FinishedRuns(labels, skipped, problem=str(exc))
+    for run, path in runs:
+        try:
+            checked = _check_run(str(path), path.stat().st_mtime, run.model)
+        except OSError:
+            checked = {"error": "model.pt is missing from its folder"}
+        if checked["error"]:
+            skipped[run.id] = checked["error"]
+            continue
+        model = describe_image_model(checked["model"], checked["options"], bool(run.config.get("augment")))
+        labels[f"{RUN_PREFIX}{run.id}"] = f"run {run.id} · {model} · {checked['test_error']:.2f} %"
+    return FinishedRuns(labels, skipped)
+
+
+def image_model_choices(runs: FinishedRuns | None = None) -> dict[str, str]:
+    """The AlexNet page's choices, name -> label: the image models shipped or on disk, then finished image runs."""
+    return {**{name: IMAGE_MODEL_LABELS[name] for name in image_model_names()}, **(runs or image_runs()).labels}
+
+
+@st.cache_resource(show_spinner="Loading AlexNet weights…", max_entries=4)
 def _load_image_model(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
-    path = _torchvision_alexnet_file() if name == "alexnet-torchvision" else None
-    model, card = convnets.load_pretrained(name, weights_path=path)
-    if name == "alexnet-cifar":
+    if run_id(name) is not None:
+        model, card, lock = _load(name, version)
+    else:
+        path = _torchvision_alexnet_file() if name == "alexnet-torchvision" else None
+        model, card = convnets.load_pretrained(name, weights_path=path)
+        lock = threading.Lock()
+    if not getattr(model, "classes", None):
         from convnets.alexnet import CIFAR10_CLASSES
 
-        model.classes = list(card.get("classes") or CIFAR10_CLASSES)
-    return model.eval(), card, threading.Lock()
+        model.classes = list(card.get("classes") or card.get("data", {}).get("classes") or CIFAR10_CLASSES)
+    return model.eval(), card, lock
 
 
 def load_image_model(name: str) -> tuple[nn.Module, dict]:
-    """An AlexNet model of :func:`image_model_names` in eval mode, and its card (cached; read-only)."""
+    """An image model of :func:`image_model_choices` in eval mode, and its card (cached per weights file; read-only)."""
     model, card, _ = _load_image_model(name, weights_version(name))
     return model, card
+
+
+# Paths in a card's text (the shipped card says "image folder /tmp/cifar ..."): what the data is, not where it was.
+_PATH = re.compile(r"(?<![\w<])(?:\.{1,2}/|~/|/|[A-Za-z]:\\)[^\s,;:)'\"]+")
+
+
+def _is_cifar10(card: dict) -> bool:
+    from convnets.alexnet import CIFAR10_CLASSES
+
+    data = card.get("data") or {}
+    return tuple(card.get("classes") or data.get("classes") or ()) == CIFAR10_CLASSES and \
+        tuple(data.get("image_size") or (32, 32)) == (32, 32)
+
+
+def data_name(card: dict) -> str:
+    """What a card's model was trained on, in words and without a local path: 'CIFAR-10, 50,000 training images'."""
+    data = card.get("data") or {}
+    train = data.get("train_size", data.get("train_images"))
+    if data.get("name") != "cifar10-sample" and _is_cifar10(card) and isinstance(train, int) and 0 < train <= 50_000:
+        return f"CIFAR-10, {train:,} training images"
+    return _PATH.sub("a local folder", str(data.get("description") or "an unrecorded data set"))
+
+
+def test_set_name(card: dict) -> str:
+    """What a card's test error was measured on, without a local path: 'the CIFAR-10 test set (10,000 images)'."""
+    data = card.get("data") or {}
+    test = data.get("test_size", data.get("test_images"))
+    if data.get("name") != "cifar10-sample" and _is_cifar10(card) and isinstance(test, int) and 0 < test <= 10_000:
+        return "the CIFAR-10 test set (10,000 images)" if test == 10_000 else f"{test:,} CIFAR-10 test images"
+    return _PATH.sub("a local folder", str(card.get("test_set") or "an unrecorded test set"))
+
+
+def clean_command(card: dict) -> str:
+    """The card's training command with local data paths replaced by a placeholder ('--data <CIFAR-10>')."""
+    return _PATH.sub("<CIFAR-10>" if _is_cifar10(card) else "<DATA>", str(card.get("command") or ""))
+
+
+def image_card_summary(card: dict) -> str:
+    """One markdown line on an image model's card: its test error and where it was measured, what it was trained on
+    and how -- names of data, never local paths."""
+    if card.get("acc@1") is not None:  # torchvision's published weights
+        return (f"torchvision's IMAGENET1K_V1 weights: top-1 error **{card['test_error']:.2f} %**, top-5 "
+                f"**{card['top5_error']:.2f} %** on {card['test_set']}. Widths: {card['widths']}.")
+    recipe = card["recipe"] if isinstance(card.get("recipe"), dict) else {}  # a run's card names its recipe instead
+    config = card.get("config") if isinstance(card.get("config"), dict) else {}
+    ten = card.get("ten_patch_test_error")
+    epochs = recipe.get("epochs") or config.get("epochs") or len(card.get("epochs") or [])
+    augmented = recipe.get("augmentation") if "augmentation" in recipe else config.get("augment")
+    optimizer = {"sgd": "SGD with momentum", "adam": "Adam"}.get(recipe.get("optimizer") or config.get("optimizer"), "")
+    command = clean_command(card)
+    return (f"Test error **{card['test_error']:.2f} %**" + (f" ({ten:.2f} % averaging the paper's ten patches)" if ten else "")
+            + f", measured on {test_set_name(card)}. Trained on {data_name(card)}: {epochs} epochs"
+            + (f", {optimizer}" if optimizer else "") + f", augmentation {'on' if augmented else 'off'}"
+            + (f"; `{command}`." if command else "."))
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """CIFAR-10 images for the AlexNet page: test images to pick from, and the training images of the fc7 bank."""
+
+    name: str  # 'the CIFAR-10 sample' or 'CIFAR-10'
+    classes: tuple[str, ...]
+    test_x: np.ndarray  # (N, 3, 32, 32) uint8; read-only
+    test_y: np.ndarray  # (N,)
+    train_x: np.ndarray  # (M, 3, 32, 32) uint8: the bank; read-only
+    train_y: np.ndarray  # (M,)
+    test_description: str  # e.g. "the sample's 1,000 test images (from the official CIFAR-10 test split)"
+    bank_description: str  # e.g. 'the 2,000 training images of the CIFAR-10 sample shipped with convnet-lab'
+    note: str | None = None  # why the full CIFAR-10 named by $CONVNET_LAB_CIFAR is not used
+
+
+def pictures() -> Pictures:
+    """The full CIFAR-10 when :func:`training.images.cifar_source` finds it (every test image, a bank of 500 training
+    images per class), else the CIFAR-10 sample shipped with convnet-lab (1,000 test, 2,000 training images)."""
+    from training.images import cifar_source
+
+    return _pictures(cifar_source() or "")
+
+
+@st.cache_resource(show_spinner="Loading CIFAR-10 images…", max_entries=2)
+def _pictures(source: str) -> Pictures:
+    from training.images import cifar_sample, load_images
+
+    note = None
+    if source:
+        try:
+            data = load_images(source, size=32, train_per_class=BANK_PER_CLASS)
+        except DataError as exc:
+            note = f"the CIFAR-10 named by $CONVNET_LAB_CIFAR cannot be read ({_PATH.sub('a local folder', str(exc))})"
+        else:
+            cifar = data.name == "cifar10"
+            name = "CIFAR-10" if cifar else _PATH.sub("a local folder", data.description)
+            return Pictures(name, tuple(data.classes), data.test_x.numpy(), data.test_y.numpy(), data.train_x.numpy(),
+                            data.train_y.numpy(),
+                            f"the CIFAR-10 test set ({len(data.test_y):,} images)" if cifar else data.test_description,
+                            f"{len(data.train_y):,} CIFAR-10 training images (the first {BANK_PER_CLASS} of each class)"
+                            if cifar else f"the {len(data.train_y):,} training images of {name}")
+    sample = cifar_sample()
+    return Pictures("the CIFAR-10 sample", tuple(sample.classes), sample.test_x.numpy(), sample.test_y.numpy(),
+                    sample.train_x.numpy(), sample.train_y.numpy(), sample.test_description,
+                    f"the {len(sample.train_y):,} training images of the CIFAR-10 sample shipped with convnet-lab", note)
 
 
 @dataclass(frozen=True)
@@ -419,9 +604,14 @@ class ImageProbe:
 
 
 def image_probe(name: str, picture: np.ndarray) -> ImageProbe:
-    """Run AlexNet model ``name`` on one RGB picture (3, H, W) in [0, 1]: resized and centre-cropped to its input."""
-    model, _, lock = _load_image_model(name, weights_version(name))
-    x = convnets.prepare_images(torch.as_tensor(np.asarray(picture, dtype=np.float32)), model.input_shape[-1])
+    """Run image model ``name`` on one RGB picture (3, H, W) in [0, 1], resized and centre-cropped to its input (cached)."""
+    return _image_probe(name, weights_version(name), np.asarray(picture, dtype=np.float32))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _image_probe(name: str, version: float, picture: np.ndarray) -> ImageProbe:
+    model, _, lock = _load_image_model(name, version)
+    x = convnets.prepare_images(torch.from_numpy(picture), model.input_shape[-1])
     with lock:
         outputs, scores = convnets.activations_and_scores(model, x)
     top = top_of_scores(scores, getattr(model, "classes", None), k=5)[0]
@@ -429,23 +619,57 @@ def image_probe(name: str, picture: np.ndarray) -> ImageProbe:
                       top=top, embedding=outputs[convnets.embedding_layer(model)][0].flatten())
 
 
-@st.cache_data(show_spinner="Loading CIFAR-10 images…", max_entries=1)
-def cifar_images(source: str, train_per_class: int = 200, test_per_class: int = 20) -> dict:
-    """A class-balanced slice of CIFAR-10 from ``source`` (see training.images.cifar_source), as uint8 numpy arrays."""
-    from training.images import load_images
-
-    data = load_images(source, size=32, train_per_class=train_per_class, test_per_class=test_per_class)
-    return {"train_x": data.train_x.numpy(), "train_y": data.train_y.numpy(), "test_x": data.test_x.numpy(),
-            "test_y": data.test_y.numpy(), "classes": list(data.classes), "description": data.summary()["description"]}
-
-
-@st.cache_resource(show_spinner="Embedding CIFAR-10 training images (fc7)…", max_entries=2)
-def image_bank(name: str, version: float, source: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """fc7 embeddings of :func:`cifar_images`' training images and their squared norms (for convnets.nearest)."""
+@st.cache_resource(show_spinner="Embedding the bank's training images (fc7, once per model)…", max_entries=4)
+def _image_bank(name: str, version: float, source: str) -> tuple[torch.Tensor, torch.Tensor]:
     from training.images import as_float
 
     model, _, lock = _load_image_model(name, version)
-    images = torch.from_numpy(cifar_images(source)["train_x"])
+    images = torch.from_numpy(_pictures(source).train_x)
     with lock:
         vectors = convnets.embed(model, as_float(images))
     return vectors, vectors.square().sum(dim=1)
+
+
+def nearest_training_images(name: str, probe: ImageProbe, k: int = 6) -> tuple[list[float], list[int], int]:
+    """The k training images of :func:`pictures`' bank nearest to a probed picture in the model's retrieval layer
+    (fc7; the paper's Figure 4): (distances, bank indices, the embedding's length). The bank is embedded once per
+    model and weights version."""
+    from training.images import cifar_source
+
+    vectors, norms = _image_bank(name, weights_version(name), cifar_source() or "")
+    distances, indices = convnets.nearest(probe.embedding, vectors, k=k, bank_sq_norms=norms)
+    return distances.tolist(), indices.tolist(), int(vectors.shape[1])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def kernel_pictures(name: str, version: float, one_scale: bool) -> list[np.ndarray]:
+    """The first layer's RGB kernels, one array (n, k, k, 3) in [0, 1] per group (GPU column).
+
+    ``one_scale=False``: each kernel min-max scaled on its own (:func:`convnets.alexnet.first_layer_kernels`, as
+    cuda-convnet and the paper's Figure 3). ``one_scale=True``: one scale for the whole layer, zero at mid-grey and
+    the largest absolute weight at the ends, so weak kernels look weak.
+    """
+    from convnets.alexnet import first_layer_kernels
+
+    model, _, lock = _load_image_model(name, version)
+    with lock:
+        images, groups = first_layer_kernels(model)
+        if one_scale:
+            weights = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight.detach().float().cpu()
+            images = (0.5 + weights / (2 * weights.abs().max().clamp_min(1e-12))).permute(0, 2, 3, 1).numpy()
+    per_group = len(images) // groups
+    return [images[g * per_group:(g + 1) * per_group] for g in range(groups)]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def kernel_colours(name: str, version: float) -> list[dict]:
+    """:func:`convnets.kernel_colour` of the model's first layer: per group its mean chroma and share of grey kernels."""
+    model, _, lock = _load_image_model(name, version)
+    with lock:
+        return convnets.kernel_colour(model)
+
+
+@st.cache_data(show_spinner=False)
+def paper_counts() -> dict:
+    """:func:`convnets.paper_comparison` (params, neurons, connections of the 2012 network beside the paper's), once."""
+    return convnets.paper_comparison()

@@ -24,7 +24,9 @@ count and first paths; the count is also in ``description``); hidden files (``.D
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import os
 import shutil
 import tarfile
@@ -121,6 +123,40 @@ def cifar_source() -> str | None:
     if chosen:
         return chosen
     return "cifar10" if (cache_dir() / "cifar-10-batches-py" / "test_batch").is_file() else None
+
+
+CIFAR_SAMPLE_FILE = Path(__file__).parent / "samples" / "cifar10-sample.npz"
+
+
+def cifar_sample() -> ImageData:
+    """The CIFAR-10 sample shipped with convnet-lab (no download, no CIFAR-10 needed): 2,000 training images
+    (200 per class) and 1,000 test images (100 per class, from the official test split), decoded from the JPEG
+    bytes stored in ``training/samples/cifar10-sample.npz`` (how it was drawn: ``bench/make_cifar_sample.py``)."""
+    arrays = _cifar_sample_arrays()
+    train_x, train_y, test_x, test_y = (torch.tensor(arrays[k]) for k in ("train_x", "train_y", "test_x", "test_y"))
+    classes = arrays["classes"]
+    return ImageData("cifar10-sample", f"CIFAR-10 sample shipped with convnet-lab: {len(train_y):,} training / "
+                     f"{len(test_y):,} test images", classes, train_x, train_y, test_x, test_y,
+                     f"the sample's {len(test_y):,} test images (from the official CIFAR-10 test split)")
+
+
+@functools.lru_cache(maxsize=1)
+def _cifar_sample_arrays() -> dict:
+    """The sample's images decoded once per process: uint8 (N, 3, 32, 32), int64 labels, class names. Read-only."""
+    with np.load(CIFAR_SAMPLE_FILE, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    out: dict = {"classes": tuple(str(c) for c in arrays["classes"])}
+    for split in ("train", "test"):
+        blob, offsets = arrays[f"{split}_jpeg"].tobytes(), arrays[f"{split}_offsets"]
+        images = []
+        for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            with Image.open(io.BytesIO(blob[start:end])) as image:
+                images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        x = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+        y = arrays[f"{split}_labels"].astype(np.int64)
+        x.flags.writeable = y.flags.writeable = False
+        out[f"{split}_x"], out[f"{split}_y"] = x, y
+    return out
 
 
 # --------------------------------------------------------------------------- torchvision data sets
@@ -244,9 +280,21 @@ def load_image_folder(path: str | os.PathLike, size: int | None = None, train_pe
     train_x, train_y = arrays.get("train", empty)
     test_x, test_y = arrays.get("test", empty)
     note = f"; {len(skipped)} unreadable file(s) skipped" if skipped else ""
-    return ImageData(f"folder:{path.name}", f"image folder {path} ({len(classes)} classes, {width}x{height}){note}",
-                     tuple(classes), train_x, train_y, test_x, test_y,
-                     f"the {test.name if test else 'test'} split of {path.name} ({len(test_y):,} images)")
+    if _is_cifar10(classes, (height, width), len(train_y), len(test_y)):
+        return ImageData("cifar10", f"CIFAR-10, {len(train_y):,} training images (a local copy in the image-folder "
+                         f"layout){note}", tuple(classes), train_x, train_y, test_x, test_y,
+                         f"the CIFAR-10 test set ({len(test_y):,} images)")
+    return ImageData(f"folder:{path.name}", f"image folder '{path.name}' ({len(classes)} classes, {width}x{height}, "
+                     f"{len(train_y):,} training images){note}", tuple(classes), train_x, train_y, test_x, test_y,
+                     f"the {test.name if test else 'test'} split of '{path.name}' ({len(test_y):,} images)")
+
+
+def _is_cifar10(classes: Sequence[str], size: tuple[int, int], train: int, test: int) -> bool:
+    """CIFAR-10 in the image-folder layout: its ten class names, 32x32, and the official split sizes (or fewer,
+    when only part of it was asked for)."""
+    from convnets.alexnet import CIFAR10_CLASSES
+
+    return tuple(classes) == CIFAR10_CLASSES and size == (32, 32) and train <= 50_000 and test <= 10_000
 
 
 def class_count(source: str) -> int:

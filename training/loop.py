@@ -1,8 +1,9 @@
-"""The training loop: one function, read top to bottom.
+"""The training loop: one function, read top to bottom, for digit and colour-image models alike.
 
 Data sits on the device as uint8 tensors; each step slices a batch, converts
-it to floats, optionally distorts it (on the device), and takes one optimiser
-step (under ``torch.autocast`` on cuda). After each epoch the model is
+it to floats, optionally distorts it (digits: the paper's affine distortions;
+images: AlexNet's crops, reflections and PCA colour -- all on the device), and
+takes one optimiser step (under ``torch.autocast`` with ``precision`` bf16/fp16). After each epoch the model is
 evaluated on the test split and a checkpoint -- weights, optimiser, RNG states,
 epoch -- is written atomically to ``out/last.pt``, from which ``resume=True``
 continues exactly; the final weights with their card go to ``out/model.pt``.
@@ -18,6 +19,8 @@ import math
 import os
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
@@ -35,14 +38,27 @@ from convnets.lenet import map_loss
 
 from . import distributed
 from .augment import Distortion
-from .data import DataError, DigitData, as_float, load_digits
+from .data import DataError, DigitData, load_digits
 from .distributed import SINGLE, Dist
+from .image_augment import ColourPCA, ImageAugment, colour_pca
+from .images import ImageData, class_count, load_images
 
+# What a recipe does not say: plain cross-entropy, no warm-up, cosine decay to lr/100, no image augmentation.
+BASE_RECIPE = {"weight_decay": 0.0, "label_smoothing": 0.0, "nesterov": False, "warmup": 0.0, "schedule": "cosine",
+               "augment": False}
 # Per-model defaults; any of them can be overridden on the command line.
 RECIPES: dict[str, dict] = {
     "lenet5": {"optimizer": "adam", "lr": 0.002, "momentum": 0.9, "batch_size": 16, "epochs": 20},
     "lenet5-modern": {"optimizer": "adam", "lr": 0.003, "momentum": 0.9, "batch_size": 128, "epochs": 30},
+    # AlexNet on CIFAR-10 within about an hour of a 2-core CPU (README, "AlexNet on CIFAR-10"):
+    # SGD + Nesterov, 2 epochs of warm-up, then a straight line to 0; label smoothing 0.1; weight decay
+    # on weights only; the paper's augmentation (translations, reflections, PCA colour).
+    "alexnet-cifar": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 40,
+                      "weight_decay": 5e-4, "label_smoothing": 0.1, "nesterov": True, "warmup": 2.0,
+                      "schedule": "linear", "augment": True},
 }
+IMAGE_RECIPE = "alexnet-cifar"  # the default for colour-image models without a recipe of their own
+SCHEDULES = ("cosine", "linear")
 
 
 @dataclass
@@ -58,17 +74,25 @@ class TrainConfig:
     optimizer: str | None = None
     lr: float | None = None
     momentum: float | None = None
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
+    label_smoothing: float | None = None  # softmax heads only
+    nesterov: bool | None = None
+    warmup: float | None = None  # epochs of linear warm-up from lr/10
+    schedule: str | None = None  # after warm-up: cosine (to lr/100) or linear (to 0)
+    augment: bool | None = None  # colour images: random crops (pad 4), reflections, PCA colour
     distort: Distortion | None = None
     seed: int = 0
     device: str = "auto"
     train_limit: int | None = None  # use only the first N training digits (quick runs, tests)
-    precision: str = "auto"  # auto: bf16 autocast on cuda (fp16 where bf16 is missing), fp32 elsewhere
+    precision: str = "auto"  # auto: bf16 autocast on cuda (fp16 where bf16 is missing), fp32 elsewhere; bf16 on cpu too
 
     def resolved(self) -> TrainConfig:
         """Fill unset fields from the model's recipe and validate them."""
-        recipe = RECIPES.get(self.model, RECIPES["lenet5-modern"])
+        default = IMAGE_RECIPE if takes_images(self.model) else "lenet5-modern"
+        recipe = {**BASE_RECIPE, **RECIPES.get(self.model, RECIPES[default])}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else recipe[k]) for k in recipe}
+        if self.warmup is None:  # the recipe's warm-up, but never more than a tenth of a short run
+            values["warmup"] = min(values["warmup"], values["epochs"] / 10)
         config = TrainConfig(**{**asdict(self), "distort": self.distort, **values})
         if config.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {config.epochs}")
@@ -76,6 +100,18 @@ class TrainConfig:
             raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
         if not config.lr > 0:
             raise ValueError(f"learning rate must be positive, got {config.lr}")
+        if not math.isfinite(config.lr):
+            raise ValueError(f"learning rate must be a finite number, got {config.lr}")
+        if not (config.momentum >= 0 and math.isfinite(config.momentum)):
+            raise ValueError(f"momentum must be a finite number >= 0, got {config.momentum}")
+        if not (config.weight_decay >= 0 and math.isfinite(config.weight_decay)):
+            raise ValueError(f"weight decay must be a finite number >= 0, got {config.weight_decay}")
+        if not 0 <= config.label_smoothing < 1:
+            raise ValueError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
+        if not 0 <= config.warmup < config.epochs:
+            raise ValueError(f"warm-up must be at least 0 and shorter than the run ({config.epochs} epochs), got {config.warmup}")
+        if config.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule '{config.schedule}'; choose {' or '.join(SCHEDULES)}")
         if config.optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer '{config.optimizer}'; choose sgd or adam")
         if config.precision not in PRECISIONS:
@@ -107,10 +143,29 @@ class Stopped(Exception):
     """Raised by :func:`train` when its ``monitor`` asks it to stop (a cancelled run)."""
 
 
+class Diverged(ValueError):
+    """Raised by :func:`train` when the training loss is NaN or infinite; the last checkpoint keeps the last good epoch."""
+
+
+def _check_finite(loss: float, epoch: int, config: TrainConfig) -> None:
+    if not math.isfinite(loss):
+        raise Diverged(f"diverged at epoch {epoch} (loss {loss}); lower --lr (now {config.lr:g})")
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu."""
+    """``auto`` picks cuda, then mps, then cpu; a device that is unknown or not on this machine is a ValueError."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            device = None
+        if device is None or device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
+        if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+            raise ValueError(f"no {name} on this machine ({torch.cuda.device_count()} cuda device(s)); use --device auto or cpu")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError("no mps device on this machine; use --device auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -118,28 +173,84 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def takes_images(model: str) -> bool:
+    """Whether the registered model ``model`` takes colour images (N, 3, S, S) rather than digits -- without building it."""
+    constructor = convnets.models.MODELS.get(model)
+    return getattr(constructor, "input_shape", (1,))[0] == 3
+
+
+DIGIT_SOURCES = ("mnist", "sample")
+
+
 def check_config(config: TrainConfig) -> TrainConfig:
     """The resolved config, or a ValueError naming the bad setting -- without loading any data."""
-    model = convnets.get_model(config.model, **config.options)  # unknown model or option
-    if getattr(model, "input_shape", None) != (1, 28, 28):
-        digit_models = [n for n in convnets.model_names() if getattr(convnets.get_model(n), "input_shape", None) == (1, 28, 28)]
-        raise ValueError(f"'{config.model}' takes colour images, and this loop trains digit models ({', '.join(digit_models)}); "
-                         "train image models with `convnet-lab experiment`")
+    try:
+        model = convnets.get_model(config.model, **config.options)  # unknown model or option (ValueError)
+    except (TypeError, RuntimeError) as exc:  # an option of the wrong type or size, e.g. dropout=abc
+        raise ValueError(f"model '{config.model}' refuses options {config.options}: {exc}") from None
+    config = config.resolved()
+    images = getattr(model, "input_shape", (1,))[0] == 3
     source = config.data
-    if source not in ("mnist", "sample"):  # the names load_digits accepts
-        if not (os.sep in source or source.endswith(".npz") or Path(source).exists()):
-            raise DataError(f"unknown data source '{source}'; use 'mnist', 'sample', or a path to an .npz or idx folder")
-        if not Path(source).exists():
-            raise DataError(f"data path {source} does not exist; pass an .npz file or a folder with the MNIST idx files")
-    return config.resolved()
+    if images:
+        if config.distort:
+            raise ValueError(f"--distort is the digits' affine distortion; '{config.model}' takes colour images: "
+                             "use --augment (crops, reflections, PCA colour)")
+        if config.exclude_sample:
+            raise ValueError("--exclude-sample holds out the offline digits; it does not apply to colour-image models")
+        if source in DIGIT_SOURCES or source.endswith(".npz"):
+            raise DataError(f"'{config.model}' takes colour images, and '{source}' is digit data; "
+                            "use --data cifar10 or the path of an image folder (ROOT/train/<class>/*) or a .tar.gz of one")
+        if source != "cifar10" and not Path(source).exists():
+            raise DataError(f"data path {source} does not exist; use --data cifar10 or an image folder / .tar.gz")
+        class_count(source)  # a path that is not an image-folder layout is refused here, before anything is queued
+    else:
+        if config.augment:
+            raise ValueError(f"--augment is for colour-image models; '{config.model}' takes digits: use --distort")
+        if source == "cifar10" or source.endswith((".tar.gz", ".tgz", ".tar")):
+            raise DataError(f"'{config.model}' takes digits, and '{source}' is colour image data; "
+                            "use --data mnist, sample, or a path to an .npz or idx folder")
+        if source not in DIGIT_SOURCES:  # the names load_digits accepts
+            if not (os.sep in source or source.endswith(".npz") or Path(source).exists()):
+                raise DataError(f"unknown data source '{source}'; use 'mnist', 'sample', or a path to an .npz or idx folder")
+            if not Path(source).exists():
+                raise DataError(f"data path {source} does not exist; pass an .npz file or a folder with the MNIST idx files")
+    if config.label_smoothing and getattr(model, "head", "softmax") != "softmax":
+        raise ValueError(f"label smoothing needs a softmax head; '{config.model}' ends in RBF units (use --label-smoothing 0)")
+    autocast_dtype(config.precision, pick_device(config.device))  # bf16/fp16 where the device cannot
+    return config
+
+
+def load_data(config: TrainConfig) -> DigitData | ImageData:
+    """The run's data: digits for digit models, colour images (uint8, N x 3 x H x W) for image models.
+
+    A source that cannot be parsed (an empty .npz, a corrupt .gz, string pixels, NaN labels) is one DataError line.
+    """
+    images = takes_images(config.model)
+    try:
+        data = load_images(config.data) if images else load_digits(config.data, exclude_sample=config.exclude_sample)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DataError(f"{config.data} cannot be read as {'images' if images else 'digits'} ({type(exc).__name__}: "
+                        f"{exc}); check the file, or download it again") from None
+    classes = len(getattr(data, "classes", None) or range(10))
+    for split, labels in (("training", data.train_y), ("test", data.test_y)):
+        if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < classes):
+            raise DataError(f"{config.data}: the {split} labels must be whole numbers 0-{classes - 1} "
+                            "(NaN or negative labels read as garbage); fix the labels")
+    return data
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype for ``torch.autocast`` (None: plain fp32). Mixed precision only on cuda."""
+    """The dtype for ``torch.autocast`` (None: plain fp32). ``auto``: mixed precision on cuda only;
+    ``bf16`` also on a CPU (fast where it has AVX-512 BF16 or AMX, slow elsewhere); fp16 on cuda only."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
+    if device.type == "cpu" and precision == "bf16":
+        return torch.bfloat16
     if device.type != "cuda":
-        raise ValueError(f"precision {precision} needs a cuda device (this run is on {device}); use --precision fp32")
+        raise ValueError(f"precision {precision} needs a cuda device (this run is on {device}); use --precision fp32"
+                         + (" or bf16" if device.type == "cpu" else ""))
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -153,68 +264,105 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-def loss_fn(model: nn.Module, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The paper's MAP criterion for the RBF head, cross-entropy for a softmax head."""
+def loss_fn(model: nn.Module, scores: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The paper's MAP criterion for the RBF head, cross-entropy (optionally label-smoothed) for a softmax head."""
     head = getattr(getattr(model, "module", model), "head", "softmax")  # look through a DDP wrapper
-    return map_loss(scores, target) if head == "rbf" else F.cross_entropy(scores, target)
+    if head == "rbf":
+        return map_loss(scores, target)
+    return F.cross_entropy(scores.float(), target, label_smoothing=label_smoothing)
+
+
+def model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 digits (N, 28, 28) -> (N, 1, 28, 28), uint8 colour images (N, 3, H, W) -> the same shape; floats in [0, 1]."""
+    x = images.unsqueeze(1) if images.dim() == 3 else images
+    return x.float().div_(255) if not x.is_floating_point() else x
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Predicted classes for uint8 images (N, 28, 28)."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, amp_dtype: torch.dtype | None = None,
+            flip: bool = False) -> torch.Tensor:
+    """Predicted classes for uint8 digits (N, 28, 28) or colour images (N, 3, S, S).
+
+    ``flip=True`` averages the softmax of each image and its mirror image (test-time reflection)."""
     was_training = model.training
     model.eval()
-    preds = [model(as_float(images[i:i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)]
+    preds = []
+    for i in range(0, len(images), batch_size):
+        x = model_input(images[i:i + batch_size])
+        with torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+            scores = model(x).float()
+            if flip:
+                scores = scores.softmax(1) + model(x.flip(-1)).float().softmax(1)
+        preds.append(scores.argmax(1))
     model.train(was_training)
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=images.device)
 
 
-def error_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+def error_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, amp_dtype: torch.dtype | None = None,
+               flip: bool = False) -> float:
     """Classification error in percent."""
-    return 100.0 * (predict(model, images) != labels).float().mean().item()
+    return 100.0 * (predict(model, images, amp_dtype=amp_dtype, flip=flip) != labels).float().mean().item()
 
 
 def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def _lr_at(config: TrainConfig, epoch: float) -> float:
-    """Cosine decay from lr to lr/100 over the run (epoch may be fractional)."""
-    progress = min(epoch / config.epochs, 1.0)
+def lr_at(config: TrainConfig, epoch: float) -> float:
+    """The learning rate ``epoch`` epochs into the run (fractional): a linear warm-up from lr/10 over
+    ``warmup`` epochs, then cosine decay to lr/100 or a straight line to 0 at the end."""
+    if epoch < config.warmup:
+        return config.lr * (0.1 + 0.9 * epoch / config.warmup)
+    progress = min((epoch - config.warmup) / (config.epochs - config.warmup), 1.0)
+    if config.schedule == "linear":
+        return config.lr * (1.0 - progress)
     return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum or Adam, as the (resolved) config says."""
+    """SGD with (Nesterov) momentum or Adam, as the (resolved) config says; weight decay on weights, not biases."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() > 1], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 def epoch_steps(config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
                 train_y: torch.Tensor, epoch: int, generator: torch.Generator | None = None, *, ctx: Dist = SINGLE,
                 distort_generator: torch.Generator | None = None, amp_dtype: torch.dtype | None = None,
-                scaler: torch.amp.GradScaler | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """One epoch of optimiser steps over shuffled device-resident digits.
+                scaler: torch.amp.GradScaler | None = None,
+                augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
+                channels_last: bool | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """One epoch of optimiser steps over shuffled device-resident digits or images.
 
-    Yields ``(step, summed loss, wrong count)`` of this rank's digits after each step, as tensors so the
+    Yields ``(step, summed loss, wrong count)`` of this rank's examples after each step, as tensors so the
     device is never forced to synchronise. Under DDP (``ctx.world > 1``) every rank draws the same
     permutation from ``generator`` and trains on its slice of each global batch of ``config.batch_size``.
+    ``augment(x, generator)`` changes each float batch (digits: ``config.distort``; images: crops, flips, colour);
+    ``channels_last`` (default: for colour images) hands the model NHWC batches.
     """
     n, batch_size = len(train_y), config.batch_size
     steps = distributed.num_steps(n, batch_size, ctx.world)
     order = torch.randperm(n, device=train_y.device, generator=generator)
+    augment = augment or config.distort
+    if channels_last is None:  # colour images: the layout oneDNN's convolutions run fastest in
+        channels_last = train_x.dim() == 4
     for step in range(steps):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(config, epoch + step / steps)
+            group["lr"] = lr_at(config, epoch + step / steps)
         batch = order[step * batch_size:(step + 1) * batch_size]
         idx = distributed.shard(batch, ctx)
-        x, y = as_float(train_x[idx]), train_y[idx]
-        if config.distort:
-            x = config.distort(x, distort_generator or generator)
+        x, y = model_input(train_x[idx]), train_y[idx]
+        if augment:
+            x = augment(x, distort_generator or generator)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
             scores = model(x)
-            loss = loss_fn(model, scores, y)
+            loss = loss_fn(model, scores, y, config.label_smoothing)
         # DDP averages gradients over ranks: weigh each rank's mean by its share of the global batch
         objective = loss * (len(y) * ctx.world / len(batch)) if ctx.world > 1 else loss
         optimizer.zero_grad(set_to_none=True)
@@ -226,6 +374,16 @@ def epoch_steps(config: TrainConfig, model: nn.Module, optimizer: torch.optim.Op
             objective.backward()
             optimizer.step()
         yield step, loss.detach() * len(y), (scores.detach().argmax(1) != y).sum()
+
+
+def image_augmentation(config: TrainConfig, data: ImageData, size: int,
+                       pca: ColourPCA | None) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None:
+    """The paper's augmentation for a colour-image run (None when ``config.augment`` is off): random ``size`` crops
+    (after 4 pixels of padding when the images are already ``size``), reflections, PCA colour."""
+    if not config.augment:
+        return None
+    augment = ImageAugment(crop=size, pad=4 if data.image_size == (size, size) else 0)
+    return lambda x, generator: augment.train_batch(x, pca, generator)
 
 
 def _rng_state(device: torch.device, generator: torch.Generator, distort_generator: torch.Generator) -> dict:
@@ -241,7 +399,7 @@ def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: torch.
             ctx: Dist, device: torch.device) -> tuple[int, dict]:
     """Load ``last.pt`` into model, optimiser, scaler and RNGs; return (epochs done, card)."""
     payload = convnets.read_checkpoint(path)
-    saved = TrainConfig.from_dict(payload["card"]["config"]).card()
+    saved = TrainConfig.from_dict(payload["card"]["config"]).resolved().card()  # older cards lack newer settings
     differs = sorted(k for k, v in config.card().items() if k != "device" and saved.get(k) != v)
     if differs:
         raise convnets.CheckpointError(f"{path} belongs to a run with other settings ({', '.join(differs)} differ); "
@@ -263,16 +421,19 @@ def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: torch.
     return payload["epoch"], payload["card"]
 
 
-def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | None = None,
+def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | ImageData | None = None,
           progress: bool = True, log: Callable[[str], None] = _log, recipe: str | None = None, *,
           resume: bool = False, monitor: Callable[[dict], bool | None] | None = None,
           report_every: float = 2.0) -> tuple[nn.Module, dict]:
-    """Train ``config.model``; return the model (eval mode) and its card (config, data, metrics per epoch).
+    """Train ``config.model`` (a digit or a colour-image model); return the model (eval mode) and its card
+    (config, data, metrics per epoch; image models add the test error with test-time reflections).
 
     ``resume=True`` continues from ``out/last.pt`` when there is one. ``monitor(event)`` (rank 0 only) gets
     ``{"event": "start" | "step" | "epoch", "epoch": epochs done (fractional), "step": optimiser steps done,
     "metrics": {name: value}}`` at the start, every ``report_every`` seconds of training and after each
-    epoch; a true return stops the run with :class:`Stopped` (after the current step, or the checkpoint).
+    epoch (just before its checkpoint is written); a true return stops the run with :class:`Stopped` (after the
+    current step, or the checkpoint). A NaN or infinite training loss raises :class:`Diverged` (a ValueError) before
+    its epoch is saved.
     Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments.
     """
     config = config.resolved()
@@ -290,15 +451,28 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)  # a worker trains many runs in one process
 
-    data = (data or load_digits(config.data, exclude_sample=config.exclude_sample)).to(device)
+    data = data or load_data(config)
+    if config.train_limit and isinstance(data, ImageData):
+        data = data.subset(train=config.train_limit)  # class-balanced: image folders are sorted by class
+    data = data.to(device)
     train_x, train_y = data.train_x, data.train_y
     if config.train_limit:
         train_x, train_y = train_x[:config.train_limit], train_y[:config.train_limit]
+    if len(train_y) == 0 or len(data.test_y) == 0:
+        split = "training" if len(train_y) == 0 else "test"
+        raise DataError(f"{config.data} has no {split} examples; point --data at a source with both splits "
+                        "(an image folder needs ROOT/train/<class>/* and ROOT/test/<class>/*)")
     model = convnets.get_model(config.model, **config.options).to(device)
+    images = isinstance(data, ImageData)
+    if images:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)
+    pca = colour_pca(train_x) if images and config.augment else None
+    augment = image_augmentation(config, data, model.input_shape[-1], pca) if images else None
 
     card = {"model": config.model, "options": config.options, "config": config.card(),
             "data": {**data.summary(), "train_size": len(train_y)},
+            **({"colour_pca": pca.as_dict()} if pca is not None else {}),
             "recipe": recipe,
             "device": str(device), "torch": str(torch.__version__), "version": convnets.__version__, "epochs": []}
     start_epoch, elapsed = 0, 0.0
@@ -332,7 +506,7 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
         window_loss, window_wrong, window_n, window_start = 0.0, 0, 0, time.perf_counter()
         epoch_start = time.perf_counter()
         steps = epoch_steps(config, net, optimizer, train_x, train_y, epoch, generator, ctx=ctx,
-                            distort_generator=distort_generator, amp_dtype=amp_dtype, scaler=scaler)
+                            distort_generator=distort_generator, amp_dtype=amp_dtype, scaler=scaler, augment=augment)
         bar = tqdm(steps, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                    leave=False, file=sys.stderr)
         for step, loss_sum, wrong_count in bar:
@@ -344,6 +518,8 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
                 # live metrics over the steps since the last report (rank 0's digits; throughput of all ranks)
                 local = distributed.digits_seen(step + 1, len(train_y), config.batch_size, ctx)
                 loss_now, wrong_now = total_loss.item(), wrong.item()
+                if ctx.world == 1:  # under DDP the ranks stop together, at the epoch's end
+                    _check_finite(loss_now, epoch + 1, config)
                 now = time.perf_counter()
                 metrics = {"loss": (loss_now - window_loss) / max(local - window_n, 1),
                            "train_error": 100.0 * (wrong_now - window_wrong) / max(local - window_n, 1),
@@ -358,9 +534,10 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
                 raise Stopped(f"stopped in epoch {epoch + 1}, step {step + 1}")
         distributed.all_sum(total_loss, wrong)
         total_loss, wrong = total_loss.item(), wrong.item()
+        _check_finite(total_loss, epoch + 1, config)  # every rank: all_sum gave them the same total
         train_seconds = time.perf_counter() - epoch_start
         if master:
-            test_error = error_rate(model, data.test_x, data.test_y)
+            test_error = error_rate(model, data.test_x, data.test_y, amp_dtype)
             metrics = {"epoch": epoch + 1, "loss": total_loss / seen, "train_error": 100.0 * wrong / seen,
                        "test_error": test_error, "seconds": train_seconds, "images_per_s": seen / train_seconds}
             card["epochs"].append(metrics)
@@ -381,6 +558,8 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
         raise Stopped("stopped after the last epoch")
     if master:
         card["test_error"] = card["epochs"][-1]["test_error"]
+        if images:
+            card["test_error_flip"] = error_rate(model, data.test_x, data.test_y, amp_dtype, flip=True)
         card["test_set"] = data.test_description
         card["train_seconds"] = elapsed + time.perf_counter() - start
         if out is not None:

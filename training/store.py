@@ -8,16 +8,19 @@ Layout of a runs folder (``--runs DIR``, default ``$CONVNET_LAB_RUNS`` or ``~/.c
 
 Table ``runs``: one row per run -- id, model, data, config (the full resolved TrainConfig as JSON),
 recipe, state (queued, running, done, failed, cancelled), device, submitted / started / ended /
-heartbeat (unix seconds), the owner (pid, host, attempt), progress (epochs done, fractional), epochs,
-error (traceback). Table ``metrics``: run, epoch (fractional), step (optimiser steps), name, value,
-time. A worker claims a run inside ``BEGIN IMMEDIATE`` (one writer at a time), so two workers never
+heartbeat (unix seconds), the owner (pid, host, attempt), stalls (deaths of its worker since the run
+last finished an epoch), progress (epochs done, fractional), epochs, error (traceback). Table
+``metrics``: run, epoch (fractional), step (optimiser steps), name, value (finite only), time.
+A worker claims a run inside ``BEGIN IMMEDIATE`` (one writer at a time), so two workers never
 take the same run; a running run whose owner is dead (its pid is gone on this host, or its heartbeat
-is stale) is claimed again and resumed from its checkpoint.
+is stale) is claimed again and resumed from its checkpoint -- unless it died ``MAX_ATTEMPTS`` times in a
+row without finishing an epoch: then it is failed. A row whose config is not JSON is failed, never trained.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -29,9 +32,9 @@ from pathlib import Path
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.stalls
 STALE_AFTER = 60.0  # seconds without a heartbeat after which a running run is taken to be orphaned
-MAX_ATTEMPTS = 3  # a run whose worker died this many times is failed instead of claimed again
+MAX_ATTEMPTS = 3  # a run whose worker died this many times in a row without finishing an epoch is failed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     host TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
+    stalls INTEGER NOT NULL DEFAULT 0,
     progress REAL NOT NULL DEFAULT 0,
     epochs INTEGER NOT NULL,
     error TEXT
@@ -105,6 +109,7 @@ class Run:
     pid: int | None
     host: str | None
     attempts: int
+    stalls: int
     progress: float
     epochs: int
     error: str | None
@@ -112,6 +117,10 @@ class Run:
     @property
     def owner(self) -> Owner | None:
         return Owner(self.pid, self.host) if self.pid is not None and self.host is not None else None
+
+    def orphaned(self, now: float | None = None, stale_after: float = STALE_AFTER) -> bool:
+        """A running run whose worker is dead: its pid gone on this host, or its heartbeat stale."""
+        return self.state == "running" and orphaned(self.heartbeat, self.pid, self.host, now or time.time(), stale_after)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,23 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def orphaned(heartbeat: float | None, pid: int | None, host: str | None, now: float, stale_after: float,
+             me: Owner | None = None) -> bool:
+    """Whether a running run's owner is dead: no or a stale heartbeat, or a pid gone on this host."""
+    if heartbeat is None or now - heartbeat > stale_after:
+        return True
+    return host == (me or Owner.me()).host and (pid is None or not pid_alive(pid))
+
+
+def parse_config(text: str) -> dict | None:
+    """A run row's config column as a dict; None when it is not a JSON object (a damaged row)."""
+    try:
+        config = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def run_dir(runs_dir: Path, run_id: int) -> Path:
@@ -166,6 +192,8 @@ class RunStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             if version < SCHEMA_VERSION:
                 with self._write():
+                    if version == 1:  # a store of an older convnet-lab: add what it lacks
+                        self.db.execute("ALTER TABLE runs ADD COLUMN stalls INTEGER NOT NULL DEFAULT 0")
                     for statement in SCHEMA.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
@@ -215,7 +243,8 @@ class RunStore:
 
     @staticmethod
     def _run(row: dict) -> Run:
-        return Run(**{**row, "config": json.loads(row["config"])})
+        """A row as a Run; a config that is not JSON reads as {} (claim fails such a run instead of training it)."""
+        return Run(**{**row, "config": parse_config(row["config"]) or {}})
 
     # ------------------------------------------------------------------------------------------ queue
 
@@ -246,30 +275,37 @@ class RunStore:
         """The run's checkpoint folder."""
         return run_dir(self.runs_dir, run_id)
 
-    def _orphaned(self, run: sqlite3.Row, now: float, stale_after: float, me: Owner) -> bool:
-        if run["heartbeat"] is None or now - run["heartbeat"] > stale_after:
-            return True
-        return run["host"] == me.host and not pid_alive(run["pid"])
+    def _fail(self, db: sqlite3.Connection, run_id: int, now: float, error: str) -> None:
+        db.execute("UPDATE runs SET state = 'failed', ended = ?, error = ? WHERE id = ?", (now, error, run_id))
 
     def claim(self, owner: Owner | None = None, stale_after: float = STALE_AFTER) -> Run | None:
-        """Atomically take the oldest queued or orphaned run for ``owner``; None when there is none."""
+        """Atomically take the oldest queued or orphaned run for ``owner``; None when there is none.
+
+        An orphaned run counts a stall (a death without a finished epoch since the last); at ``MAX_ATTEMPTS``
+        stalls in a row it is failed. A run whose config is not a JSON object is failed.
+        """
         owner = owner or Owner.me()
         with self._write() as db:
             now = time.time()
-            for row in db.execute("SELECT id, state, heartbeat, pid, host, attempts FROM runs "
+            for row in db.execute("SELECT id, state, heartbeat, pid, host, stalls, config FROM runs "
                                   "WHERE state IN ('queued', 'running') ORDER BY id").fetchall():
+                stall = 0
                 if row["state"] == "running":
-                    if not self._orphaned(row, now, stale_after, owner):
+                    if not orphaned(row["heartbeat"], row["pid"], row["host"], now, stale_after, owner):
                         continue
-                    if row["attempts"] >= MAX_ATTEMPTS:
-                        db.execute("UPDATE runs SET state = 'failed', ended = ?, error = ? WHERE id = ?",
-                                   (now, f"its worker died {row['attempts']} times while running it "
-                                         f"(last: pid {row['pid']} on {row['host']}); resubmit it to try again",
-                                    row["id"]))
+                    stall = 1
+                    if row["stalls"] + 1 >= MAX_ATTEMPTS:
+                        self._fail(db, row["id"], now, f"its worker died {row['stalls'] + 1} times while running it "
+                                   f"without finishing an epoch (last: pid {row['pid']} on {row['host']}); "
+                                   "resubmit it to try again")
                         continue
+                if parse_config(row["config"]) is None:
+                    self._fail(db, row["id"], now, "its config in the run store is not a JSON object (a damaged row); "
+                               "resubmit it")
+                    continue
                 db.execute("UPDATE runs SET state = 'running', pid = ?, host = ?, heartbeat = ?, attempts = attempts + 1, "
-                           "started = COALESCE(started, ?) WHERE id = ? AND state = ?",
-                           (owner.pid, owner.host, now, now, row["id"], row["state"]))
+                           "stalls = stalls + ?, started = COALESCE(started, ?) WHERE id = ? AND state = ?",
+                           (owner.pid, owner.host, now, stall, now, row["id"], row["state"]))
                 return self._run(dict(db.execute("SELECT * FROM runs WHERE id = ?", (row["id"],)).fetchone()))
         return None
 
@@ -286,16 +322,21 @@ class RunStore:
             return True
 
     def report(self, run_id: int, owner: Owner, epoch: float, step: int, metrics: dict[str, float],
-               device: str | None = None) -> bool:
-        """Append metrics (one transaction), move progress and heartbeat; False when the run is no longer ``owner``'s."""
+               device: str | None = None, epoch_done: bool = False) -> bool:
+        """Append metrics (one transaction), move progress and heartbeat; False when the run is no longer ``owner``'s.
+
+        NaN and infinite values are left out (SQLite would store them as NULL). ``epoch_done``: an epoch was finished
+        and saved, so the run's stalls start again from 0.
+        """
         with self._write() as db:
             if not self._owned(db, run_id, owner):
                 return False
             now = time.time()
             db.executemany("INSERT INTO metrics (run, epoch, step, name, value, time) VALUES (?, ?, ?, ?, ?, ?)",
-                           [(run_id, epoch, step, name, float(value), now) for name, value in metrics.items()])
-            db.execute("UPDATE runs SET progress = ?, heartbeat = ?, device = COALESCE(?, device) WHERE id = ?",
-                       (epoch, now, device, run_id))
+                           [(run_id, epoch, step, name, float(value), now) for name, value in metrics.items()
+                            if math.isfinite(float(value))])
+            db.execute("UPDATE runs SET progress = ?, heartbeat = ?, device = COALESCE(?, device), "
+                       "stalls = CASE WHEN ? THEN 0 ELSE stalls END WHERE id = ?", (epoch, now, device, epoch_done, run_id))
             return True
 
     def rewind(self, run_id: int, owner: Owner, epoch: float) -> None:

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from . import distributed
-from .data import DigitData, load_digits
-from .loop import Stopped, TrainConfig, check_config, pick_device, train
+from .data import DigitData
+from .images import ImageData
+from .loop import Stopped, TrainConfig, check_config, load_data, pick_device, takes_images, train
 from .store import STALE_AFTER, Owner, Run, RunStore, StoreError, default_runs_dir, pid_alive
 
 PID_FILE = "worker.pid"
@@ -76,10 +77,15 @@ def execute(run: Run, out: Path, store: RunStore | None, owner: Owner, *, data_c
         heartbeat = _Heartbeat(store.runs_dir, run.id, owner, every=max(0.5, min(5.0, stale_after / 6)))
         heartbeat.start()
 
+    saved = False  # an "epoch" event came before this one: its checkpoint has been written since
+
     def monitor(event: dict) -> bool:
+        nonlocal saved
         if event["event"] == "start":
             store.rewind(run.id, owner, event["epoch"])  # a resumed run repeats what came after its checkpoint
-        ok = store.report(run.id, owner, event["epoch"], event["step"], event["metrics"], device=event.get("device"))
+        ok = store.report(run.id, owner, event["epoch"], event["step"], event["metrics"], device=event.get("device"),
+                          epoch_done=saved)  # an epoch finished and saved: the run made progress, its stalls restart
+        saved = event["event"] == "epoch"
         return not ok or heartbeat.lost.is_set()
 
     try:
@@ -95,6 +101,10 @@ def execute(run: Run, out: Path, store: RunStore | None, owner: Owner, *, data_c
         log(f"run {run.id}: stopped ({state if state != 'running' else 'taken over by another worker'})")
         return state if state != "running" else "lost"
     except Exception as exc:
+        if peer_died(exc):  # not this run's fault: leave it running with a dead owner, to be resumed from its checkpoint
+            log(f"run {run.id}: another rank or the process group died ({str(exc).strip().splitlines()[0][:160]}); "
+                "this worker stops, the next one resumes the run")
+            raise
         if store is None:  # another rank under torchrun: rank 0 records the failure, this rank says why it failed here
             _log(f"run {run.id}: failed on rank {distributed.from_env().rank}: {type(exc).__name__}: {exc}")
             return "failed"
@@ -115,12 +125,25 @@ def execute(run: Run, out: Path, store: RunStore | None, owner: Owner, *, data_c
     return state
 
 
-def _load(config: TrainConfig, cache: dict | None) -> DigitData:
-    """The run's digits, kept from the previous run when it used the same source."""
-    key = (config.data, config.exclude_sample)
+PEER_ERRORS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL communicator was aborted",
+               "ProcessGroupGloo", "gloo/transport")
+
+
+def peer_died(exc: BaseException) -> bool:
+    """Whether ``exc`` says another torchrun rank (or the process group) died, rather than that the run is broken."""
+    if distributed.from_env().world <= 1:
+        return False
+    if isinstance(exc, getattr(torch.distributed, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in PEER_ERRORS)
+
+
+def _load(config: TrainConfig, cache: dict | None) -> DigitData | ImageData:
+    """The run's digits or images, kept from the previous run when it used the same source."""
+    key = (config.data, config.exclude_sample, takes_images(config.model))
     if cache is not None and key in cache:
         return cache[key]
-    data = load_digits(config.data, exclude_sample=config.exclude_sample)
+    data = load_data(config)
     if cache is not None:
         cache.clear()
         cache[key] = data

@@ -1,4 +1,5 @@
-"""AlexNet: its first-layer colour kernels, a picture through the network, the nearest training images, the counts."""
+"""AlexNet: the first layer's learned kernels (Figure 3), a picture through the network with its nearest training
+images (Figure 4), and the paper's counts. Works offline on the CIFAR-10 sample shipped with convnet-lab."""
 
 from __future__ import annotations
 
@@ -10,61 +11,128 @@ import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
 import convnets
-from convnets.alexnet import first_layer_kernels, picture_to_rgb
-from training.images import cifar_source
+from convnets.alexnet import GREY_CHROMA, picture_to_rgb
 
 MAX_UPLOAD_MB = 2
-IMAGE_KEY = "alexnet_image"  # {"image": (3, H, W) float in [0, 1], "source": str, "label": str | None}
+UPLOAD_SIDE = 256  # an upload is kept as its central square at this size: enough for a 224x224 model
+GALLERY = 12  # test images per gallery page
+PER_ROW = 6
+PICTURE_KEY = "alexnet_picture"  # {"image": (3, H, W) float32 in [0, 1], "source": str, "label": str | None}
+SCALINGS = {"each": "each kernel on its own (Figure 3)", "one": "one scale for all kernels"}
+EVERY_CLASS = "every class"
 ss = st.session_state
 
-st.title("AlexNet")
-st.caption("Krizhevsky, Sutskever & Hinton (2012): ReLU, LRN, overlapping pooling, dropout, and 96 colour kernels in the "
-           "first layer. Upload any picture; the model resizes its shorter side and takes the central square.")
 
-names = resources.image_model_names()
-source = cifar_source()
-if not names:
-    st.info("No AlexNet weights here yet: `convnets/weights/alexnet-cifar.pt` ships with the source tree, and "
-            "torchvision's ImageNet weights appear once downloaded (`convnet-lab experiment evaluate alexnet-torchvision "
-            "--data imagenette`). The counts below need no weights.", icon=":material/info:")
+def test_picture(pictures: resources.Pictures, index: int) -> dict:
+    """Test image ``index`` of the page's CIFAR-10 images as the current picture."""
+    return {"image": pictures.test_x[index].astype(np.float32) / 255, "label": pictures.classes[pictures.test_y[index]],
+            "source": f"test image #{index} of {pictures.name}"}
+
+
+st.title("AlexNet")
+st.caption("Krizhevsky, Sutskever & Hinton (2012): ReLU, LRN, overlapping pooling, dropout, two GPU columns, and colour "
+           "kernels in the first layer. Pick a CIFAR-10 test image or upload any picture.")
+
+runs = resources.image_runs()
+choices = resources.image_model_choices(runs)
+if not choices:
+    st.info("No AlexNet weights here yet: `convnets/weights/alexnet-cifar.pt` ships with the source tree, finished "
+            "`alexnet-cifar` runs of the Training page appear here, and torchvision's ImageNet weights once downloaded "
+            "(`convnet-lab experiment evaluate alexnet-torchvision --data imagenette`). The counts below need no weights.",
+            icon=":material/info:")
 else:
-    name = st.radio("Model", names, format_func=resources.IMAGE_MODEL_LABELS.get, horizontal=True, key="alexnet_model")
+    if ss.get("alexnet_model") not in choices:  # a run whose checkpoint is gone, or a fresh session
+        ss["alexnet_model"] = next(iter(choices))
+    name = st.selectbox("Model", list(choices), format_func=choices.get, key="alexnet_model",
+                        help="The shipped weights, and every finished run of an image model (alexnet-cifar, cnn4-cifar) "
+                             "of the Training page.")
+    if runs.skipped:
+        st.caption(f"Skipped {len(runs.skipped)} finished image run(s) that cannot be used — "
+                   + "; ".join(f"run {k}: {why}" for k, why in list(runs.skipped.items())[:3]))
+    if runs.problem:
+        st.caption(f"Finished runs not listed: {runs.problem}")
     model, card = resources.load_image_model(name)
+    version = resources.weights_version(name)
     size = model.input_shape[-1]
-    if name == "alexnet-torchvision":
-        st.caption(f"torchvision's IMAGENET1K_V1 weights: top-1 error **{card['test_error']:.2f} %**, top-5 "
-                   f"**{card['top5_error']:.2f} %** on {card['test_set']}. Widths: {card['widths']}.")
-    else:
-        ten = card.get("ten_patch_test_error")
-        ten_text = f" ({ten:.2f} % averaging the paper's ten patches)" if ten is not None else ""
-        st.caption(f"Test error **{card['test_error']:.2f} %**{ten_text}, measured on {card['test_set']}. "
-                   f"Trained on {card['data']['description']}: {card['recipe']['epochs']} epochs, SGD with momentum, "
-                   f"augmentation {'on' if card['recipe'].get('augmentation') else 'off'}, dropout "
-                   f"{model.options.get('dropout', 0.5)}; `{card.get('command', '')}`.")
+    st.caption(resources.image_card_summary(card))
+
+    # ------------------------------------------------------------------ first-layer kernels (Figure 3)
+    groups = resources.kernel_pictures(name, version, False)
+    count, k = sum(len(g) for g in groups), groups[0].shape[1]
+    st.subheader(f"conv1: {count} learned kernels of {k}x{k}x3"
+                 + (f", in {len(groups)} columns (GPUs)" if len(groups) > 1 else ""))
+    scaling = st.radio("Kernel scaling", list(SCALINGS), format_func=SCALINGS.get, horizontal=True,
+                       key="alexnet_kernel_scaling",
+                       help="Each kernel stretched to the full range on its own shows every kernel's pattern, as "
+                            "cuda-convnet and the paper's Figure 3 do; one scale for all (zero = mid-grey) shows which "
+                            "kernels are strong and which weak.")
+    if scaling == "one":
+        groups = resources.kernel_pictures(name, version, True)
+    colours = resources.kernel_colours(name, version)
+    pixel = max(2, round(45 / k))  # nearest-neighbour squares: a 5x5 kernel is 45 px across
+    per_row = 8 if len(groups) > 1 else (12 if count <= 48 else 16)
+    for g, (column, kernels, colour) in enumerate(zip(st.columns(len(groups), gap="large"), groups, colours, strict=True)):
+        with column:
+            first = g * len(kernels)
+            title = (f"column {g + 1} (GPU {g + 1}): kernels {first}–{first + len(kernels) - 1}" if len(groups) > 1
+                     else f"one column: kernels 0–{len(kernels) - 1}")
+            st.image(plots.kernel_mosaic(kernels, per_row, pixel), caption=title)
+            chroma_col, grey_col = st.columns(2)
+            chroma_col.metric(f"mean chroma, column {g + 1}" if len(groups) > 1 else "mean chroma",
+                              f"{colour['mean_chroma']:.2f}",
+                              help="Share of a kernel's energy that is colour-opponent (convnets.kernel_colour): 0 for a "
+                                   "grey kernel (R = G = B), 1 for pure opponent colour; random kernels give about 0.67.")
+            grey = round(colour["grey_fraction"] * colour["kernels"])
+            grey_col.metric(f"grey kernels, column {g + 1}" if len(groups) > 1 else "grey kernels",
+                            f"{colour['grey_fraction']:.0%}", help=f"{grey} of {colour['kernels']} kernels have a "
+                                                                    f"chroma under {GREY_CHROMA}.")
+    st.caption(
+        ("Each kernel min-max scaled on its own, as in the paper's Figure 3. " if scaling == "each" else
+         "One scale for the whole layer: zero weight is mid-grey, the largest weight in the layer full colour. ")
+        + "In the paper the two GPUs' 48 kernels each differ: GPU 1's are largely colour-agnostic, GPU 2's largely "
+          "colour-specific. "
+        + ("Here the numbers under each column measure that." if len(groups) > 1 else
+           "This model has one column; a two-column alexnet-cifar (`convnet-lab submit --model alexnet-cifar --option "
+           "columns=2 --option width=2 --data cifar10`) shows the two groups side by side."))
 
     # ------------------------------------------------------------------ the current picture
-    upload_col, pick_col = st.columns(2, gap="medium")
+    st.subheader("A picture through the network")
+    pictures = resources.pictures()
+    if pictures.note:
+        st.warning(f"Using the CIFAR-10 sample instead: {pictures.note}.", icon=":material/warning:")
+    gallery_col, upload_col = st.columns([3, 1], gap="large")
+    with gallery_col:
+        class_col, page_col, random_col = st.columns([2, 2, 1], vertical_alignment="bottom")
+        chosen = class_col.selectbox(f"Test images of {pictures.name}", [EVERY_CLASS, *pictures.classes],
+                                     key="alexnet_class", help=pictures.test_description)
+        indices = (np.arange(len(pictures.test_y)) if chosen == EVERY_CLASS
+                   else np.flatnonzero(pictures.test_y == pictures.classes.index(chosen)))
+        pages = max(1, -(-len(indices) // GALLERY))
+        if ss.get("alexnet_gallery_page", 1) > pages:  # fewer pages after a class was chosen
+            ss["alexnet_gallery_page"] = pages
+        page = page_col.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1,
+                                     key="alexnet_gallery_page")
+        if random_col.button("Random", icon=":material/casino:", key="alexnet_random"):
+            ss[PICTURE_KEY] = test_picture(pictures, int(np.random.default_rng().choice(indices)))
+        shown = indices[(page - 1) * GALLERY:page * GALLERY].tolist()
+        for row in range(0, len(shown), PER_ROW):
+            for column, index in zip(st.columns(PER_ROW), shown[row:row + PER_ROW], strict=False):
+                with column:
+                    st.image(plots.rgb_picture(pictures.test_x[index], 72),
+                             caption=f"#{index} · {pictures.classes[pictures.test_y[index]]}")
+                    if st.button("Use", key=f"alexnet_use_{index}"):
+                        ss[PICTURE_KEY] = test_picture(pictures, index)
     with upload_col:
-        upload = st.file_uploader(f"A picture (PNG, JPEG, GIF, WebP; up to {MAX_UPLOAD_MB} MB)",
+        upload = st.file_uploader(f"…or your own picture (PNG, JPEG, GIF, WebP; up to {MAX_UPLOAD_MB} MB)",
                                   type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], max_upload_size=MAX_UPLOAD_MB,
                                   key="alexnet_upload")
-    cifar = None
-    with pick_col:
-        if source is not None and size == 32:
-            cifar = resources.cifar_images(source)
-            index = st.number_input(f"…or a CIFAR-10 test image ({len(cifar['test_y'])} at hand)", min_value=0,
-                                    max_value=len(cifar["test_y"]) - 1, step=1, key="alexnet_test_index")
-            if st.button("Use this test image", icon=":material/image:"):
-                ss[IMAGE_KEY] = {"image": cifar["test_x"][index].astype(np.float32) / 255,
-                                 "source": f"CIFAR-10 test image #{index}", "label": cifar["classes"][cifar["test_y"][index]]}
-        elif size == 32:
-            st.caption("With CIFAR-10 at hand (torchvision's download in the cache folder, or `CONVNET_LAB_CIFAR=PATH` to an "
-                       "image folder or .tar.gz) you can also pick test images here and see the nearest training images.")
     if upload is not None and ss.get("alexnet_upload_seen") != upload.file_id:
         try:
-            with Image.open(upload) as picture:
-                ss[IMAGE_KEY] = {"image": picture_to_rgb(picture).numpy(), "source": f"your upload {upload.name!r}",
-                                 "label": None}
+            with Image.open(upload) as opened:
+                x = picture_to_rgb(opened)
+            if min(x.shape[1:]) > UPLOAD_SIDE:  # the models take the central square: keep that, at a useful size
+                x = convnets.prepare_images(x, UPLOAD_SIDE)[0]
+            ss[PICTURE_KEY] = {"image": x.numpy(), "source": f"your upload {upload.name!r}", "label": None}
             ss["alexnet_upload_seen"] = upload.file_id
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             st.warning(f"could not read {upload.name!r} as an image ({type(exc).__name__}); upload a PNG or JPEG",
@@ -72,59 +140,48 @@ else:
         except ValueError as exc:
             st.warning(str(exc), icon=":material/error:")
 
-    current = ss.get(IMAGE_KEY)
+    current = ss.get(PICTURE_KEY)
     if current is None:
-        st.info("Upload a picture (or pick a CIFAR-10 test image) to see its classes and feature maps.",
-                icon=":material/upload:")
+        current = test_picture(pictures, 0)
+        current["source"] += " (the default until you pick or upload one)"
+    probe = resources.image_probe(name, current["image"])
+    st.subheader(f"Current picture: {current['source']}")
+    seen_col, top_col = st.columns([1, 2.5], vertical_alignment="center")
+    with seen_col:
+        st.image(plots.rgb_picture(probe.image, 160), caption=f"what the model sees: {size}x{size}")
+        if current.get("label"):
+            verdict = "right" if probe.top[0][0] == current["label"] else "wrong"
+            st.markdown(f"True class: **{current['label']}**; the first guess is **{verdict}**.")
+    with top_col:
+        st.plotly_chart(plots.top_classes(probe.top, "Five most probable classes"), key="alexnet_top")
+
+    layer = convnets.embedding_layer(model)
+    if size == 32 and list(getattr(model, "classes", [])) == list(pictures.classes):
+        distances, nearest, dim = resources.nearest_training_images(name, probe)
+        st.markdown(f"**Six nearest training images by {layer} distance**")
+        st.caption(f"Euclidean distance between {dim}-d {layer} vectors (the paper's Figure 4, right) over "
+                   f"{pictures.bank_description}. Neighbours need not look alike pixel by pixel: the network's "
+                   "last hidden layer puts them together.")
+        for column, distance, index in zip(st.columns(6), distances, nearest, strict=True):
+            column.image(plots.rgb_picture(pictures.train_x[index], 96),
+                         caption=f"{pictures.classes[pictures.train_y[index]]} · distance {distance:.1f}")
     else:
-        result = resources.image_probe(name, current["image"])
-        st.subheader(f"Current picture: {current['source']}")
-        seen_col, top_col = st.columns([1, 2.5], vertical_alignment="center")
-        with seen_col:
-            shown = np.round(result.image * 255).astype(np.uint8)
-            st.image(Image.fromarray(shown).resize((160, 160), Image.Resampling.NEAREST), width=160,
-                     caption=f"what the model sees: {size}x{size}")
-            if current.get("label"):
-                verdict = "right" if result.top[0][0] == current["label"] else "wrong"
-                st.markdown(f"True class: **{current['label']}**; the first guess is **{verdict}**.")
-        with top_col:
-            st.plotly_chart(plots.top_classes(result.top, f"Five most probable classes for {current['source']}"),
-                            key="alexnet_top")
-        conv1 = result.activations["conv1"]
-        st.plotly_chart(plots.feature_maps(conv1, f"conv1 (after ReLU, LRN and pooling): {conv1.shape[0]} maps of "
-                                                  f"{conv1.shape[1]}x{conv1.shape[2]}", 12, height=420),
-                        key="alexnet_conv1_maps")
+        st.caption(f"Nearest training images: the bank is CIFAR-10 ({pictures.bank_description}), so they are shown "
+                   "for models trained on CIFAR-10's 32x32 images only.")
 
-        if cifar is not None and name == "alexnet-cifar":
-            vectors, norms = resources.image_bank(name, resources.weights_version(name), source)
-            distances, indices = convnets.nearest(result.embedding[None], vectors, k=6, bank_sq_norms=norms)
-            st.subheader("Six nearest training images by fc7 distance")
-            st.caption(f"Euclidean distance between {vectors.shape[1]}-d fc7 vectors (the paper's "
-                       f"Figure 4, right), over {len(vectors):,} training images of {cifar['description']}.")
-            for column, distance, index in zip(st.columns(6), distances[0].tolist(), indices[0].tolist(), strict=True):
-                picture = Image.fromarray(np.transpose(cifar["train_x"][index], (1, 2, 0))).resize((96, 96),
-                                                                                               Image.Resampling.NEAREST)
-                column.image(picture, width=96,
-                             caption=f"{cifar['classes'][cifar['train_y'][index]]} · distance {distance:.1f}")
-
-    # ------------------------------------------------------------------ first-layer kernels
-    kernels, groups = first_layer_kernels(model)
-    st.subheader(f"conv1: {len(kernels)} kernels of {kernels.shape[1]}x{kernels.shape[2]}x3, in colour")
-    st.caption("Each kernel min-max scaled on its own, as in the paper's Figure 3. The paper's 96 kernels fall into two "
-               "groups of 48, one per GPU: the first learned mostly colour-agnostic edges, the second colour blobs. "
-               + ("This model has that two-GPU layout." if groups == 2 else
-                  f"This model has one column of {len(kernels)} kernels (alexnet-cifar's width 1 is one GPU column "
-                  "of the paper)." if name == "alexnet-cifar" else f"torchvision's model has one column of {len(kernels)}."))
-    per_group = len(kernels) // groups
-    for g, column in enumerate(st.columns(groups)):
+    convs = [key for key in probe.activations if key.startswith("conv")]
+    maps_cols = st.columns(2, gap="medium")
+    for column, key, per_line in zip(maps_cols, (convs[0], convs[-1]), (12, 16), strict=True):
+        maps = probe.activations[key]
         with column:
-            title = f"GPU {g + 1}: kernels {g * per_group}–{(g + 1) * per_group - 1}" if groups == 2 else "conv1 kernels"
-            st.plotly_chart(plots.colour_kernels(kernels[g * per_group:(g + 1) * per_group], title,
-                                                 columns=8 if groups == 2 else 12), key=f"alexnet_kernels_{g}")
+            st.plotly_chart(plots.feature_maps(maps, f"{key}: {maps.shape[0]} maps of {maps.shape[1]}x{maps.shape[2]}",
+                                               per_line, height=420), key=f"alexnet_{key}_maps")
+    st.caption(f"{convs[0]} and {convs[-1]}, the first and the last convolutional block, for the current picture: "
+               "each map after its ReLU, normalisation and pooling; hover for a value.")
 
 # ---------------------------------------------------------------------- counts beside the paper
 st.subheader("The paper's network: counts beside the paper")
-comparison = convnets.paper_comparison()
+comparison = resources.paper_counts()
 st.dataframe(pd.DataFrame([{"quantity": key, "computed here": comparison[key]["computed"], "paper": comparison[key]["paper"],
                             "ratio": round(comparison[key]["ratio"], 3)} for key in ("params", "neurons", "connections")]),
              hide_index=True, column_config={"computed here": st.column_config.NumberColumn(format="localized"),
