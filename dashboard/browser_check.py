@@ -4,7 +4,8 @@ Starts the app as the README does (``convnet-lab app``, here on localhost:8599, 
 temporary runs folder), opens it in headless Chromium through Playwright, draws a digit on
 the canvas with the mouse, uploads a dark-on-light picture and two bad files, visits every
 page in the sidebar with both shipped models, hovers a feature map, clicks a confusion-matrix
-cell, and writes a screenshot per step. Fails (exit 1) if any page shows a Streamlit
+cell, picks a CIFAR-10 sample image on the AlexNet page (kernel grid, six nearest training
+images), and writes a screenshot per step. Fails (exit 1) if any page shows a Streamlit
 exception box or a step does not do what it should.
 
     python dashboard/browser_check.py            # Debian's chromium at /usr/bin/chromium
@@ -41,7 +42,8 @@ def start_app(runs_dir: Path) -> subprocess.Popen:
     command = [str(launcher), "app", "--port", str(PORT)] if launcher.is_file() else \
         [sys.executable, "-m", "training.cli", "app", "--port", str(PORT)]
     log = open(Path(tempfile.gettempdir()) / "browser_check_streamlit.log", "w")  # noqa: SIM115 - lives as long as the app
-    env = {**os.environ, "CONVNET_LAB_RUNS": str(runs_dir), "CONVNET_LAB_MNIST": "sample"}  # worst_confusion reads the sample
+    env = {**os.environ, "CONVNET_LAB_RUNS": str(runs_dir), "CONVNET_LAB_MNIST": "sample",  # worst_confusion reads the sample
+           "CONVNET_LAB_CIFAR": ""}  # the AlexNet page on the shipped CIFAR-10 sample, wherever CIFAR-10 is
     app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -226,6 +228,35 @@ def click_confusion_cell(page: Page, shots: Path, failures: list[str]) -> None:
         shoot(page, shots, "17_misclassified_used", failures)
 
 
+def alexnet_page(page: Page, shots: Path, failures: list[str]) -> None:
+    """The AlexNet page offline: the conv1 kernel grid, a sample test image picked in the gallery with its five classes,
+    feature maps and six nearest training images, the other kernel scaling, and an uploaded picture."""
+    go_to(page, "AlexNet")
+    main = page.locator('[data-testid="stMain"]')
+    captions = main.locator('[data-testid="stImageCaption"]')
+    if captions.filter(has_text="kernels 0–47").count() != 1 or main.get_by_text("mean chroma").count() == 0:
+        failures.append("the AlexNet page shows no conv1 kernel grid ('kernels 0–47') with its colour numbers")
+    main.get_by_role("button", name="Use", exact=True).nth(5).click()  # the gallery's sixth test image, #5
+    page.get_by_role("heading", name="Current picture: test image #5 of the CIFAR-10 sample").wait_for(timeout=60_000)
+    settle(page)
+    if captions.filter(has_text="· distance").count() != 6:
+        failures.append(f"{captions.filter(has_text='· distance').count()} nearest training images shown, expected 6")
+    shown = main.locator('[data-testid="stPlotlyChart"]').count()
+    if shown != 3:  # five most probable classes, conv1 maps, conv5 maps
+        failures.append(f"the AlexNet page shows {shown} charts for a test image, expected 3")
+    shoot(page, shots, "18_alexnet_sample_image", failures)
+    main.get_by_text("one scale for all kernels").click()
+    settle(page)
+    if main.get_by_text("One scale for the whole layer").count() == 0:
+        failures.append("choosing one scale for all kernels did not redraw the kernels")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(colour_png()))
+    page.get_by_role("heading", name="Current picture: your upload 'boat.png'").wait_for(timeout=60_000)
+    settle(page)
+    if main.locator('[data-testid="stPlotlyChart"]').count() != 3 or captions.filter(has_text="· distance").count() != 6:
+        failures.append("an uploaded picture did not get its five classes, feature maps and six nearest training images")
+    shoot(page, shots, "19_alexnet_upload", failures)
+
+
 def main() -> int:
     global PORT, URL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -318,15 +349,8 @@ def main() -> int:
                 print("Misclassified, clicking a confusion-matrix cell, then Use")
                 click_confusion_cell(page, args.shots, failures)
 
-                print("AlexNet, uploading a colour picture")
-                go_to(page, "AlexNet")
-                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(colour_png()))
-                page.get_by_role("heading", name="Current picture: your upload 'boat.png'").wait_for(timeout=60_000)
-                settle(page)
-                shown = page.locator('[data-testid="stPlotlyChart"]').count()
-                if shown < 3:  # five most probable classes, conv1 maps, conv1 kernels
-                    failures.append(f"the AlexNet page shows {shown} charts for an uploaded picture, expected 3")
-                shoot(page, args.shots, "18_alexnet_upload", failures)
+                print("AlexNet, picking a test image of the shipped CIFAR-10 sample, then uploading a colour picture")
+                alexnet_page(page, args.shots, failures)
             except Exception:
                 page.screenshot(path=str(args.shots / "failed_here.png"), full_page=True)
                 print("page text where it failed:", page.locator("body").inner_text()[:1500])

@@ -541,7 +541,7 @@ def image_card_summary(card: dict) -> str:
     optimizer = {"sgd": "SGD with momentum", "adam": "Adam"}.get(recipe.get("optimizer") or config.get("optimizer"), "")
     command = clean_command(card)
     return (f"Test error **{card['test_error']:.2f} %**" + (f" ({ten:.2f} % averaging the paper's ten patches)" if ten else "")
-            + f", measured on {test_set_name(card)}. Trained on {data_name(card)}: {epochs} epochs"
+            + f", measured on {test_set_name(card)}. Trained on {data_name(card)} — {epochs} epochs"
             + (f", {optimizer}" if optimizer else "") + f", augmentation {'on' if augmented else 'off'}"
             + (f"; `{command}`." if command else "."))
 

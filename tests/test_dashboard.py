@@ -315,33 +315,4 @@ def test_invariance_page_sweeps_and_robustness(model, digit):
     assert next(m for m in at.metric if m.label == "Prediction").value == str(predicted(model, rotated))
 
 
-CIFAR_TAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
-
-
-def test_alexnet_page_shows_the_shipped_kernels_and_the_counts(monkeypatch):
-    monkeypatch.delenv("CONVNET_LAB_CIFAR", raising=False)
-    monkeypatch.setenv("CONVNET_LAB_DATA", "/nonexistent-cache")  # no CIFAR-10 at hand: upload only
-    at = AppTest.from_file(str(DASHBOARD / "views/alexnet.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert at.radio(key="alexnet_model").value == "alexnet-cifar"  # shipped weights
-    assert any("conv1: 48 kernels of 5x5x3" in s.value for s in at.subheader)
-    assert charts(at) == 1  # the kernels; no picture yet
-    counts = at.dataframe[-1].value.set_index("quantity")
-    assert counts.loc["params", "computed here"] == 60_965_224 and counts.loc["params", "paper"] == 60_000_000
-
-
-def test_alexnet_page_classifies_a_cifar_test_image(monkeypatch):
-    if not CIFAR_TAR.is_file():
-        pytest.skip(f"CIFAR-10 copy not found at {CIFAR_TAR} (see ../shared/data/README.md)")
-    monkeypatch.setenv("CONVNET_LAB_CIFAR", str(CIFAR_TAR))
-    at = AppTest.from_file(str(DASHBOARD / "views/alexnet.py"), default_timeout=300)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    at.number_input(key="alexnet_test_index").set_value(3)
-    at.button[0].click().run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert any(s.value == "Current picture: CIFAR-10 test image #3" for s in at.subheader)
-    assert any("Six nearest training images" in s.value for s in at.subheader)
-    assert charts(at) == 3  # top-5 classes, conv1 maps, kernels
-    assert any("True class: **" in m.value for m in at.markdown)
+# The AlexNet page: tests/test_alexnet_page.py

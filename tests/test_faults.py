@@ -7,6 +7,7 @@ Everything runs on a few hundred digits of the offline sample with one torch thr
 import functools
 import gzip
 import math
+import os
 import random
 import socket
 import sqlite3
@@ -26,7 +27,7 @@ from training.worker import execute, serve, submit
 
 torch.set_num_threads(1)
 
-FUZZ_CASES = 1200
+FUZZ_CASES = int(os.environ.get("CONVNET_LAB_FUZZ_CASES", "1200"))  # more for a longer hunt
 
 
 def _quiet(*_args):
@@ -138,6 +139,14 @@ def test_text_and_empty_files_are_not_checkpoints(tmp_path):
     for name in ("notes.pt", "empty.pt"):
         with pytest.raises(CheckpointError, match="not a readable checkpoint"):
             convnets.read_checkpoint(tmp_path / name)
+
+
+@pytest.mark.parametrize("name, options", [("lenet5", {}), ("lenet5-modern", {"batch_norm": False}),
+                                           ("alexnet-cifar", {"width": 0.25, "hidden": 16}), ("cnn4-cifar", {"width": 8})])
+def test_shapes_known_without_building_match_the_built_model(name, options):
+    kind, shapes = convnets.models.expected_shapes(name, options)
+    model = convnets.get_model(name, **options)
+    assert kind == type(model).__name__ and shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def test_options_are_checked_against_the_weights_before_the_model_is_built(tmp_path, monkeypatch):
@@ -364,6 +373,21 @@ def test_bad_input_gives_exit_code_2_and_one_line(tmp_path, capsys, monkeypatch)
                 and "epoch" not in captured.out + err):
             failures[name] = (code, err[-300:])
     assert failures == {}
+
+
+def test_a_damaged_resume_state_is_one_line_and_the_checkpoint_stays(tmp_path, capsys, digits):
+    out = tmp_path / "out"
+    argv = ["train", "--model", "lenet5-modern", "--data", digits, "--batch-size", "64", "--quiet", "--threads", "1",
+            "--out", str(out)]
+    assert main([*argv, "--epochs", "1"]) == 0
+    payload = convnets.read_checkpoint(out / "last.pt")
+    torch.save({**payload, "optimizer": {"state": {}, "param_groups": []}}, out / "last.pt")
+    before = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a resume state that does not fit this run" in err and err.count("\n") == 1
+    assert (out / "last.pt").read_bytes() == before and (out / "model.pt").is_file()
 
 
 # ------------------------------------------------------------------------------------------ 5. the run store

@@ -100,6 +100,29 @@ def test_form_queues_a_run_and_names_the_fix_for_bad_settings(runs):
     assert at.session_state["training_compare"] == [1]
 
 
+def test_form_queues_an_alexnet_run_on_the_offline_cifar_sample_and_refuses_digit_data(runs):
+    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
+    at.selectbox(key="train_model").select("alexnet-cifar")
+    at.radio(key="train_data").set_value("sample")  # digits for a colour-image model: refused, nothing queued
+    next(b for b in at.button if b.label == "Queue run").click().run()
+    ok(at)
+    assert "Not queued" in at.error[0].value and "is digit data" in at.error[0].value
+    with RunStore(runs) as store:
+        assert store.runs() == []
+    at.radio(key="train_data").set_value("cifar10-sample")
+    at.checkbox(key="train_bf16").set_value(True)
+    at.number_input(key="train_epochs").set_value(3)
+    next(b for b in at.button if b.label == "Queue run").click().run()
+    ok(at)
+    assert not at.error
+    with RunStore(runs) as store:
+        run = store.get(1)
+    assert run.config["model"] == "alexnet-cifar" and run.config["data"] == "cifar10-sample"
+    assert run.config["options"] == {"lrn": False} and run.config["precision"] == "bf16"
+    assert run.config["augment"] is True and run.config["exclude_sample"] is False and run.config["distort"] is None
+    assert "--data cifar10-sample" in run.recipe and "--precision bf16" in run.recipe
+
+
 def _curve(errors: list[float]) -> list[dict]:
     return [{"epoch": i + 1, "loss": 1.0, "train_error": e, "test_error": e + 5, "seconds": 2.0 * (i + 1),
              "train_error_clean": e - 1} for i, e in enumerate(errors)]

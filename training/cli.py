@@ -43,8 +43,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="model constructor option, e.g. dropout=0.3 (repeatable)")
     p.add_argument("--data", default=None,
                    help="digit models: 'mnist' (torchvision download; the default), 'sample' (offline 5,000 digits) or a path "
-                        "(.npz / idx folder); colour-image models: 'cifar10' (torchvision download; the default) or an "
-                        "image folder ROOT/train/<class>/*, ROOT/test/<class>/* (or a .tar.gz of one)")
+                        "(.npz / idx folder); colour-image models: 'cifar10' (torchvision download; the default), "
+                        "'cifar10-sample' (offline 2,000 images shipped with the package) or an image folder "
+                        "ROOT/train/<class>/*, ROOT/test/<class>/* (or a .tar.gz of one)")
     p.add_argument("--exclude-sample", action="store_true",
                    help="drop the offline sample's 5,000 digits from training so they stay held out")
     p.add_argument("--epochs", type=int, help="passes over the training set (recipe default per model)")

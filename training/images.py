@@ -103,9 +103,15 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
 
 def load_images(source: str, size: int | None = None, train_per_class: int | None = None,
                 test_per_class: int | None = None) -> ImageData:
-    """Load ``cifar10``, ``imagenette[-160px|-320px|-full]`` or a folder / archive path (module docstring)."""
+    """Load ``cifar10``, ``cifar10-sample`` (shipped, offline), ``imagenette[-160px|-320px|-full]`` or a folder /
+    archive path (module docstring)."""
     if source == "cifar10":
         return _cifar10(cache_dir(), size, train_per_class, test_per_class)
+    if source == "cifar10-sample":
+        data = cifar_sample()
+        if size not in (None, 32):
+            data = replace(data, train_x=_resize_uint8(data.train_x, size), test_x=_resize_uint8(data.test_x, size))
+        return data
     if source.startswith("imagenette"):
         variant = source.partition("-")[2] or "160px"
         return _imagenette(cache_dir(), variant, size, train_per_class, test_per_class)
@@ -299,7 +305,7 @@ def _is_cifar10(classes: Sequence[str], size: tuple[int, int], train: int, test:
 
 def class_count(source: str) -> int:
     """How many classes a source has, without decoding images (an archive is extracted once)."""
-    if source == "cifar10" or source.startswith("imagenette"):
+    if source in ("cifar10", "cifar10-sample") or source.startswith("imagenette"):
         return 10
     path = Path(source)
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):

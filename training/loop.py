@@ -180,6 +180,8 @@ def takes_images(model: str) -> bool:
 
 
 DIGIT_SOURCES = ("mnist", "sample")
+IMAGE_SOURCES = ("cifar10", "cifar10-sample")
+NAMED_SOURCES = DIGIT_SOURCES + IMAGE_SOURCES  # data named rather than given as a path
 
 
 def check_config(config: TrainConfig) -> TrainConfig:
@@ -200,13 +202,14 @@ def check_config(config: TrainConfig) -> TrainConfig:
         if source in DIGIT_SOURCES or source.endswith(".npz"):
             raise DataError(f"'{config.model}' takes colour images, and '{source}' is digit data; "
                             "use --data cifar10 or the path of an image folder (ROOT/train/<class>/*) or a .tar.gz of one")
-        if source != "cifar10" and not Path(source).exists():
-            raise DataError(f"data path {source} does not exist; use --data cifar10 or an image folder / .tar.gz")
+        if source not in IMAGE_SOURCES and not Path(source).exists():
+            raise DataError(f"data path {source} does not exist; use --data cifar10, cifar10-sample (offline) or an image "
+                            "folder / .tar.gz")
         class_count(source)  # a path that is not an image-folder layout is refused here, before anything is queued
     else:
         if config.augment:
             raise ValueError(f"--augment is for colour-image models; '{config.model}' takes digits: use --distort")
-        if source == "cifar10" or source.endswith((".tar.gz", ".tgz", ".tar")):
+        if source in IMAGE_SOURCES or source.endswith((".tar.gz", ".tgz", ".tar")):
             raise DataError(f"'{config.model}' takes digits, and '{source}' is colour image data; "
                             "use --data mnist, sample, or a path to an .npz or idx folder")
         if source not in DIGIT_SOURCES:  # the names load_digits accepts
@@ -254,6 +257,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), so ``--precision bf16`` speeds training up
+    (measured here: about 2x for alexnet-cifar, ``bench/train_speed.py``); read from ``/proc/cpuinfo`` (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def describe_device(device: torch.device) -> str:
@@ -399,25 +412,33 @@ def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: torch.
             ctx: Dist, device: torch.device) -> tuple[int, dict]:
     """Load ``last.pt`` into model, optimiser, scaler and RNGs; return (epochs done, card)."""
     payload = convnets.read_checkpoint(path)
-    saved = TrainConfig.from_dict(payload["card"]["config"]).resolved().card()  # older cards lack newer settings
+    try:
+        saved = TrainConfig.from_dict(payload["card"]["config"]).resolved().card()  # older cards lack newer settings
+    except (KeyError, TypeError, ValueError) as exc:
+        raise convnets.CheckpointError(f"{path} has no readable settings ({type(exc).__name__}: {exc}); "
+                                       "train into a new --out folder") from None
     differs = sorted(k for k, v in config.card().items() if k != "device" and saved.get(k) != v)
     if differs:
         raise convnets.CheckpointError(f"{path} belongs to a run with other settings ({', '.join(differs)} differ); "
                                        "resume with the same options or train into a new --out folder")
-    if "rng" not in payload:
-        raise convnets.CheckpointError(f"{path} has no resume state (RNGs); train into a new --out folder")
+    if "rng" not in payload or "epoch" not in payload:
+        raise convnets.CheckpointError(f"{path} has no resume state (epoch, RNGs); train into a new --out folder")
     load_state(model, payload, str(path))
-    optimizer.load_state_dict(payload["optimizer"])
-    if scaler is not None and "scaler" in payload:
-        scaler.load_state_dict(payload["scaler"])
-    rng = payload["rng"][ctx.rank] if len(payload["rng"]) == ctx.world else payload["rng"][0]
-    torch.set_rng_state(rng["torch"])
-    if rng["device"] == device.type:  # a generator's state only fits a generator on the same kind of device
-        generator.set_state(rng["order"])
-        if distort_generator is not generator:
-            distort_generator.set_state(rng["distort"])
-        if "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], device)
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        if scaler is not None and "scaler" in payload:
+            scaler.load_state_dict(payload["scaler"])
+        rng = payload["rng"][ctx.rank] if len(payload["rng"]) == ctx.world else payload["rng"][0]
+        torch.set_rng_state(rng["torch"])
+        if rng["device"] == device.type:  # a generator's state only fits a generator on the same kind of device
+            generator.set_state(rng["order"])
+            if distort_generator is not generator:
+                distort_generator.set_state(rng["distort"])
+            if "cuda" in rng:
+                torch.cuda.set_rng_state(rng["cuda"], device)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # a damaged resume state
+        raise convnets.CheckpointError(f"{path} holds a resume state that does not fit this run ({type(exc).__name__}: "
+                                       f"{exc}); train into a new --out folder") from None
     return payload["epoch"], payload["card"]
 
 

@@ -31,7 +31,7 @@ import torch
 from . import distributed
 from .data import DigitData
 from .images import ImageData
-from .loop import Stopped, TrainConfig, check_config, load_data, pick_device, takes_images, train
+from .loop import NAMED_SOURCES, Stopped, TrainConfig, check_config, load_data, pick_device, takes_images, train
 from .store import STALE_AFTER, Owner, Run, RunStore, StoreError, default_runs_dir, pid_alive
 
 PID_FILE = "worker.pid"
@@ -203,7 +203,7 @@ def submit(config: TrainConfig, runs_dir: str | Path | None = None, recipe: str 
     A ValueError names a bad setting before anything is written. A data path is stored absolute.
     """
     config = check_config(config)
-    if config.data not in ("mnist", "sample"):
+    if config.data not in NAMED_SOURCES:
         config = replace(config, data=str(Path(config.data).resolve()))
     with RunStore(runs_dir) as store:
         return store.submit(config.card(), recipe=recipe)
@@ -221,10 +221,14 @@ def background_pid(runs_dir: str | Path | None = None) -> int | None:
     if not pid_alive(pid):
         return None
     if Path("/proc/self").exists():  # Linux: make sure it is a worker, not a zombie or a reused pid
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
+        for _ in range(40):  # empty for a moment while a just-started process is exec'd (and for good in a zombie)
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                return None
+            if args != [b""]:
+                break
+            time.sleep(0.025)
         if b"training.cli" not in args or b"worker" not in args:
             return None
     return pid

@@ -22,7 +22,7 @@ import streamlit as st
 
 from training.augment import Distortion
 from training.experiments import DEFAULT_OUT
-from training.loop import RECIPES, TrainConfig
+from training.loop import RECIPES, TrainConfig, cpu_has_bf16, takes_images
 from training.store import STALE_AFTER, Run, RunStore, StoreError, default_runs_dir, pid_alive
 from training.worker import LOG_FILE, background_pid, ensure_worker, submit
 
@@ -32,9 +32,11 @@ EXPERIMENTS = "CONVNET_LAB_EXPERIMENTS"  # the experiments' results folder (defa
 ACTIVE = ("queued", "running")
 REFRESH_SECONDS = 2.0
 COMPARE_KEY, MESSAGE_KEY = "training_compare", "training_message"
-DATA_LABELS = {"sample": "sample · offline, 4,000 training digits (works anywhere)",
-               "mnist": "mnist · 60,000 digits, downloaded by torchvision (needs internet the first time, then cached)",
-               "path": "local path · an .npz file or a folder with the MNIST idx files"}
+DATA_LABELS = {"sample": "sample · digits, offline, 4,000 training digits (works anywhere)",
+               "mnist": "mnist · digits, 60,000, downloaded by torchvision (needs internet the first time, then cached)",
+               "cifar10-sample": "cifar10-sample · colour images, offline, 2,000 CIFAR-10 training images (works anywhere)",
+               "cifar10": "cifar10 · colour images, 50,000, downloaded by torchvision (internet the first time)",
+               "path": "local path · digits: an .npz or MNIST idx folder; images: a folder ROOT/train/<class>/* or .tar.gz"}
 ss = st.session_state
 runs_dir = default_runs_dir()
 
@@ -63,6 +65,7 @@ def cli_command(config: TrainConfig) -> str:
     for key, value in config.options.items():
         words += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     words += ["--data", config.data, "--epochs", str(config.epochs)]
+    words += ["--precision", config.precision] if config.precision != "auto" else []
     words += ["--distort"] if config.distort else []
     words += ["--exclude-sample"] if config.exclude_sample else []
     words += ["--limit", str(config.train_limit)] if config.train_limit else []
@@ -72,16 +75,23 @@ def cli_command(config: TrainConfig) -> str:
 def queue_run() -> None:
     """The form's submit: check the settings, queue the run, make sure a worker trains it."""
     model, source = ss.train_model, ss.train_data
-    data = {"sample": "sample", "mnist": "mnist", "path": ss.train_path.strip()}[source]
+    data = ss.train_path.strip() if source == "path" else source
+    images = takes_images(model)
     modern_only = ss.train_dropout > 0 or ss.train_activation != "relu"
-    options = {"dropout": float(ss.train_dropout), "activation": ss.train_activation} \
-        if model == "lenet5-modern" or modern_only else {}
-    config = TrainConfig(model=model, options=options, data=data, exclude_sample=bool(ss.train_exclude) and data != "sample",
-                         epochs=int(ss.train_epochs), distort=Distortion() if ss.train_distort else None,
-                         train_limit=int(ss.train_limit) or None)
+    if images:
+        options = {"lrn": bool(ss.train_lrn)}
+    else:
+        options = {"dropout": float(ss.train_dropout), "activation": ss.train_activation} \
+            if model == "lenet5-modern" or modern_only else {}
+    config = TrainConfig(model=model, options=options, data=data,
+                         exclude_sample=bool(ss.train_exclude) and data not in ("sample", "cifar10-sample") and not images,
+                         epochs=int(ss.train_epochs), distort=Distortion() if ss.train_distort and not images else None,
+                         train_limit=int(ss.train_limit) or None,
+                         precision="bf16" if images and ss.train_bf16 else "auto")
     try:
         if not data:
-            raise ValueError("type the path of an .npz file or of a folder with the MNIST idx files, or pick sample")
+            raise ValueError("type the path of your data (an .npz, an MNIST idx folder, or an image folder / .tar.gz), "
+                             "or pick sample or cifar10-sample")
         run_id = submit(config, runs_dir, recipe=cli_command(config))
     except (ValueError, OSError) as exc:  # check_config's ValueError, DataError, StoreError: the message names the fix
         hint = " (dropout and activation are lenet5-modern options: pick lenet5-modern, or set dropout 0 and relu)" \
@@ -114,7 +124,7 @@ def cancel(run_id: int) -> None:
 # ------------------------------------------------------------------------------------------------ the page
 
 st.title("Training")
-st.caption("Queue LeNet-5 training runs for the background trainer (`convnet-lab worker`, the same loop as "
+st.caption("Queue LeNet-5 and AlexNet training runs for the background trainer (`convnet-lab worker`, the same loop as "
            "`convnet-lab train`), watch their curves live, compare them, and cancel them. A finished run joins the "
            "sidebar's model picker, so every page can show it.")
 try:
@@ -154,20 +164,21 @@ with st.form("submit_run"):
     model_col, data_col = st.columns([1, 2])
     model_col.selectbox("Model", tuple(RECIPES), key="train_model",
                         help="lenet5: the faithful 1998 network (RBF head, MAP loss); lenet5-modern: ReLU, "
-                             "max-pooling, batch norm, softmax.")
+                             "max-pooling, batch norm, softmax; alexnet-cifar: AlexNet's layout on 32x32 colour images "
+                             "(needs colour-image data: cifar10-sample, cifar10 or an image folder).")
     data_col.radio("Data", tuple(DATA_LABELS), format_func=DATA_LABELS.get, key="train_data")
     data_col.text_input("Local path (for 'local path')", key="train_path", placeholder="../shared/data/mnist.npz")
     epochs_col, limit_col, threads_col = st.columns(3)
     epochs_col.number_input("Epochs", min_value=1, max_value=500, value=5, key="train_epochs",
                             help="Recipe defaults: " + ", ".join(f"{k} {v['epochs']}" for k, v in RECIPES.items()))
-    limit_col.number_input("Train on the first N digits (0 = all)", min_value=0, value=0, step=500, key="train_limit",
+    limit_col.number_input("Train on the first N examples (0 = all)", min_value=0, value=0, step=500, key="train_limit",
                            help="Quick runs: a few hundred digits train in seconds.")
     threads_col.number_input("CPU threads of the worker", min_value=1, max_value=os.cpu_count() or 1,
                              value=default_threads(), key="train_threads",
                              help="Used when the app starts the worker; a running worker keeps its own setting. "
                                   "On a GPU the worker trains there.")
     distort_col, exclude_col, dropout_col, activation_col = st.columns(4)
-    distort_col.checkbox("Distortions", key="train_distort",
+    distort_col.checkbox("Distortions (digits)", key="train_distort",
                          help="The paper's random affine distortions (shift, scale, squeeze, shear, rotation) of "
                               "every training digit.")
     exclude_col.checkbox("Keep the offline sample held out", value=True, key="train_exclude",
@@ -176,9 +187,17 @@ with st.form("submit_run"):
     dropout_col.slider("Dropout before the output (lenet5-modern)", 0.0, 0.8, 0.0, 0.1, key="train_dropout")
     activation_col.radio("Activation (lenet5-modern)", ("relu", "tanh"), horizontal=True, key="train_activation",
                          help="tanh instead of every ReLU: the AlexNet paper's comparison, on digits.")
+    lrn_col, bf16_col = st.columns(2)
+    lrn_col.checkbox("LRN (alexnet-cifar)", key="train_lrn",
+                     help="The paper's local response normalisation after conv1 and conv2; about 1.8x slower on a CPU. "
+                          "The shipped alexnet-cifar was trained without it.")
+    bf16_col.checkbox("bf16 mixed precision (colour-image models)", value=cpu_has_bf16(), key="train_bf16",
+                      help="About 2x faster on CPUs with AVX-512 BF16 or AMX (on by default when this CPU has them), "
+                           "and on GPUs. Image models also get the AlexNet paper's augmentation: crops, reflections, "
+                           "PCA colour.")
     st.form_submit_button("Queue run", type="primary", icon=":material/play_arrow:", on_click=queue_run)
-    st.caption("mnist: the first run downloads MNIST into `~/.cache/convnet-lab` (`$CONVNET_LAB_DATA`) and needs "
-               "internet; later runs use the cached copy. sample and local paths work offline.")
+    st.caption("mnist and cifar10: the first run downloads the data into `~/.cache/convnet-lab` (`$CONVNET_LAB_DATA`) and "
+               "needs internet; later runs use the cached copy. sample, cifar10-sample and local paths work offline.")
 if MESSAGE_KEY in ss:
     kind, text = ss.pop(MESSAGE_KEY)
     {"error": st.error, "info": st.info, "success": st.success}[kind](text)
