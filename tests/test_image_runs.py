@@ -133,3 +133,21 @@ def test_the_image_recipe_and_its_schedule():
     digits = TrainConfig(model="lenet5", epochs=10).resolved()  # digit recipes: cosine to lr/100, no warm-up, as before
     assert (digits.warmup, digits.schedule, digits.label_smoothing, digits.weight_decay) == (0.0, "cosine", 0.0, 0.0)
     assert lr_at(digits, 10) == pytest.approx(digits.lr / 100) and lr_at(digits, 0) == pytest.approx(digits.lr)
+
+
+def test_export_ships_float16_weights_with_the_test_error_measured_again(tmp_path, cifar_folder, capsys):
+    config = TrainConfig(model="alexnet-cifar", options=SMALL, data=cifar_folder, epochs=1, batch_size=50, seed=0)
+    train(config, out=tmp_path / "run", progress=False, log=_quiet)
+    out = tmp_path / "shipped.pt"
+    argv = ["export", str(tmp_path / "run" / "model.pt"), str(out), "--data-name", "cifar10", "--threads", "1"]
+    assert main(argv) == 0
+    assert "test error" in capsys.readouterr().out
+    assert main(argv) == 2 and "--replace" in capsys.readouterr().err  # never overwritten by accident
+    payload = convnets.read_checkpoint(out)
+    card = payload["card"]
+    assert all(v.dtype == torch.float16 for v in payload["state_dict"].values() if v.is_floating_point())
+    assert out.stat().st_size < 0.6 * (tmp_path / "run" / "model.pt").stat().st_size
+    assert card["weights_dtype"] == "float16" and abs(card["test_error"] - card["test_error_float32"]) <= 2.0
+    assert card["config"]["data"] == "cifar10" and cifar_folder not in str(card)  # no local path on a shipped card
+    model, loaded = convnets.load_pretrained("alexnet-cifar", weights_path=out)
+    assert loaded["test_error"] == card["test_error"] and next(model.parameters()).dtype == torch.float32

@@ -148,6 +148,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    card = export_checkpoint(args.checkpoint, args.out, half=not args.float32, data_name=args.data_name, data=args.data,
+                             replace=args.replace)
+    flip = f" ({card['test_error_flip']:.2f}% with test-time reflections)" if card.get("test_error_flip") is not None else ""
+    print(f"{args.out}: {card['model']}, test error {card['test_error']:.2f}%{flip} with {card.get('weights_dtype', 'float32')} "
+          "weights")
+    return 0
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
     model = convnets.get_model(args.model)
     rows = convnets.layer_table(model)
@@ -325,6 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help="'mnist', 'sample' or a path (.npz / idx folder)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a finished run's weights for shipping (float16, test error re-measured)",
+                       description="Copy a run's model.pt to OUT as float16 weights (half the size), re-measuring the test "
+                       "error with the rounded weights; --data-name replaces a local data path on the card by a name.")
+    p.add_argument("checkpoint", help="a model.pt written by `convnet-lab train` or the worker")
+    p.add_argument("out", help="the file to write, e.g. convnets/weights/alexnet-cifar.pt")
+    p.add_argument("--data-name", help="what the card calls the data (e.g. cifar10) instead of a local path")
+    p.add_argument("--data", help="read the test set from here (default: the run's own data setting)")
+    p.add_argument("--float32", action="store_true", help="keep float32 weights")
+    p.add_argument("--replace", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("layers", help="per-layer shapes, params and connections of a model",
                        description="Print the layer table (the paper's params and connections) of a model.")
