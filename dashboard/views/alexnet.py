@@ -149,9 +149,11 @@ else:
     seen_col, top_col = st.columns([1, 2.5], vertical_alignment="center")
     with seen_col:
         st.image(plots.rgb_picture(probe.image, 160), caption=f"what the model sees: {size}x{size}")
-        if current.get("label"):
+        if current.get("label") and current["label"] in getattr(model, "classes", []):
             verdict = "right" if probe.top[0][0] == current["label"] else "wrong"
             st.markdown(f"True class: **{current['label']}**; the first guess is **{verdict}**.")
+        elif current.get("label"):
+            st.markdown(f"True class: **{current['label']}**, not one of this model's classes.")
     with top_col:
         st.plotly_chart(plots.top_classes(probe.top, "Five most probable classes"), key="alexnet_top")
 
