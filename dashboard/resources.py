@@ -79,7 +79,7 @@ def _card_problem(card: dict) -> str | None:
     return None
 
 
-MAX_RUN_CHECKPOINT_MB = 64  # a digit model's model.pt is about 0.3 MB; a bigger file is refused unread
+MAX_RUN_CHECKPOINT_MB = 256  # lenet5's model.pt is 0.3 MB, alexnet-cifar's 25 MB; a bigger file is refused unread
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -90,7 +90,7 @@ def _check_run(path: str, version: float, model: str) -> dict:
     try:
         size_mb = Path(path).stat().st_size / 2**20
         if size_mb > MAX_RUN_CHECKPOINT_MB:
-            return {"error": f"model.pt is {size_mb:,.0f} MB, over the {MAX_RUN_CHECKPOINT_MB} MB a digit model needs"}
+            return {"error": f"model.pt is {size_mb:,.0f} MB, over the {MAX_RUN_CHECKPOINT_MB} MB the app reads"}
         payload = convnets.read_checkpoint(path)
         if payload["model"] != model:
             return {"error": f"model.pt holds weights for '{payload['model']}', but the run trained '{model}'"}
@@ -122,9 +122,12 @@ class FinishedRuns:
     problem: str | None = None  # why the run store itself cannot be read
 
 
-def finished_runs() -> FinishedRuns:
-    """Every done digit-model run of ``default_runs_dir()`` whose model.pt fits; a missing, corrupt, oversized or
-    mislabelled one is skipped with its reason."""
+def finished_runs(images: bool = False) -> FinishedRuns:
+    """Every done run of ``default_runs_dir()`` whose model.pt fits -- of digit models (the sidebar's picker), or with
+    ``images`` of colour-image models (the AlexNet page's); a missing, corrupt, oversized or mislabelled one is skipped
+    with its reason. Newest first."""
+    from training.loop import takes_images
+
     labels: dict[str, str] = {}
     skipped: dict[int, str] = {}
     if not (default_runs_dir() / "runs.sqlite").is_file():
@@ -135,7 +138,7 @@ def finished_runs() -> FinishedRuns:
     except StoreError as exc:
         return FinishedRuns(labels, skipped, problem=str(exc))
     for run, path in runs:
-        if run.model not in MODEL_NAMES:
+        if run.model not in convnets.model_names() or takes_images(run.model) != images:
             continue
         if not path.is_file():
             skipped[run.id] = "model.pt is missing from its folder"
@@ -147,7 +150,8 @@ def finished_runs() -> FinishedRuns:
         if checked["error"]:
             skipped[run.id] = checked["error"]
             continue
-        model = describe_model(checked["model"], checked["options"], bool(run.config.get("distort")))
+        model = describe_image_model(checked["model"], checked["options"], bool(run.config.get("augment"))) if images \
+            else describe_model(checked["model"], checked["options"], bool(run.config.get("distort")))
         labels[f"{RUN_PREFIX}{run.id}"] = f"run {run.id} · {model} · {checked['test_error']:.2f} %"
     return FinishedRuns(labels, skipped)
 
@@ -435,40 +439,9 @@ def describe_image_model(model: str, options: dict, augmented: bool = False) -> 
     return model + (f" ({', '.join(details)})" if details else "")
 
 
-def image_runs() -> FinishedRuns:
-    """The finished runs of colour-image models (``alexnet-cifar``, ``cnn4-cifar``) for the AlexNet page's picker.
-
-    The same store and the same checks (:func:`_check_run`) as the sidebar's :func:`finished_runs`, which lists the
-    digit-model runs; newest first, labelled 'run 7 · alexnet-cifar (2 columns, width 2) · 41.20 %'.
-    """
-    from training.loop import takes_images
-
-    labels: dict[str, str] = {}
-    skipped: dict[int, str] = {}
-    if not (default_runs_dir() / "runs.sqlite").is_file():
-        return FinishedRuns(labels, skipped)
-    try:
-        with RunStore() as store:
-            runs = [(run, store.run_dir(run.id) / "model.pt") for run in reversed(store.runs(["done"]))
-                    if takes_images(run.model)]
-    except StoreError as exc:
-        return FinishedRuns(labels, skipped, problem=str(exc))
-    for run, path in runs:
-        try:
-            checked = _check_run(str(path), path.stat().st_mtime, run.model)
-        except OSError:
-            checked = {"error": "model.pt is missing from its folder"}
-        if checked["error"]:
-            skipped[run.id] = checked["error"]
-            continue
-        model = describe_image_model(checked["model"], checked["options"], bool(run.config.get("augment")))
-        labels[f"{RUN_PREFIX}{run.id}"] = f"run {run.id} · {model} · {checked['test_error']:.2f} %"
-    return FinishedRuns(labels, skipped)
-
-
 def image_model_choices(runs: FinishedRuns | None = None) -> dict[str, str]:
     """The AlexNet page's choices, name -> label: the image models shipped or on disk, then finished image runs."""
-    return {**{name: IMAGE_MODEL_LABELS[name] for name in image_model_names()}, **(runs or image_runs()).labels}
+    return {**{name: IMAGE_MODEL_LABELS[name] for name in image_model_names()}, **(runs or finished_runs(images=True)).labels}
 
 
 @st.cache_resource(show_spinner="Loading AlexNet weights…", max_entries=4)
@@ -524,7 +497,8 @@ def test_set_name(card: dict) -> str:
 
 def clean_command(card: dict) -> str:
     """The card's training command with local data paths replaced by a placeholder ('--data <CIFAR-10>')."""
-    return _PATH.sub("<CIFAR-10>" if _is_cifar10(card) else "<DATA>", str(card.get("command") or ""))
+    command = card.get("command") or (card["recipe"] if isinstance(card.get("recipe"), str) else "")
+    return _PATH.sub("<CIFAR-10>" if _is_cifar10(card) else "<DATA>", str(command))
 
 
 def image_card_summary(card: dict) -> str:
@@ -535,15 +509,20 @@ def image_card_summary(card: dict) -> str:
                 f"**{card['top5_error']:.2f} %** on {card['test_set']}. Widths: {card['widths']}.")
     recipe = card["recipe"] if isinstance(card.get("recipe"), dict) else {}  # a run's card names its recipe instead
     config = card.get("config") if isinstance(card.get("config"), dict) else {}
-    ten = card.get("ten_patch_test_error")
+    ten, flip = card.get("ten_patch_test_error"), card.get("test_error_flip")
     epochs = recipe.get("epochs") or config.get("epochs") or len(card.get("epochs") or [])
     augmented = recipe.get("augmentation") if "augmentation" in recipe else config.get("augment")
-    optimizer = {"sgd": "SGD with momentum", "adam": "Adam"}.get(recipe.get("optimizer") or config.get("optimizer"), "")
+    optimizer = {"sgd": "SGD with" + (" Nesterov" if config.get("nesterov") else "") + " momentum",
+                 "adam": "Adam"}.get(recipe.get("optimizer") or config.get("optimizer"), "")
+    extras = [f"label smoothing {config['label_smoothing']:g}"] if config.get("label_smoothing") else []
+    extras += [f"{config['warmup']:g} epochs of warm-up, then {config.get('schedule')} decay"] if config.get("warmup") else []
+    extras += [f"{card['train_seconds'] / 60:.0f} minutes on {card.get('device', 'cpu')}"] if card.get("train_seconds") else []
     command = clean_command(card)
     return (f"Test error **{card['test_error']:.2f} %**" + (f" ({ten:.2f} % averaging the paper's ten patches)" if ten else "")
+            + (f" ({flip:.2f} % averaging each image with its mirror image)" if flip is not None else "")
             + f", measured on {test_set_name(card)}. Trained on {data_name(card)} — {epochs} epochs"
             + (f", {optimizer}" if optimizer else "") + f", augmentation {'on' if augmented else 'off'}"
-            + (f"; `{command}`." if command else "."))
+            + "".join(f", {e}" for e in extras) + (f"; `{command}`." if command else "."))
 
 
 @dataclass(frozen=True)

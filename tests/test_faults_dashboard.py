@@ -65,9 +65,9 @@ def bad_runs(tmp_path, monkeypatch, good_checkpoint) -> dict:
         shutil.copy(good_checkpoint, path)
         expected[run_id] = "holds weights for 'lenet5-modern', but the run trained 'lenet5'"
         run_id, path = _done_run(store, "lenet5-modern")
-        with open(path, "wb") as f:  # 100 MB, sparse: never read
-            f.truncate(100 * 2**20)
-        expected[run_id] = "model.pt is 100 MB, over the 64 MB"
+        with open(path, "wb") as f:  # 300 MB, sparse: never read
+            f.truncate(300 * 2**20)
+        expected[run_id] = "model.pt is 300 MB, over the 256 MB"
         run_id, path = _done_run(store, "lenet5-modern")
         torch.save({**payload, "options": {"batch_norm": False}}, path)  # options that do not fit the weights
         expected[run_id] = "does not fit LeNet5Modern"

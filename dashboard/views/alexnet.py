@@ -33,7 +33,7 @@ st.title("AlexNet")
 st.caption("Krizhevsky, Sutskever & Hinton (2012): ReLU, LRN, overlapping pooling, dropout, two GPU columns, and colour "
            "kernels in the first layer. Pick a CIFAR-10 test image or upload any picture.")
 
-runs = resources.image_runs()
+runs = resources.finished_runs(images=True)
 choices = resources.image_model_choices(runs)
 if not choices:
     st.info("No AlexNet weights here yet: `convnets/weights/alexnet-cifar.pt` ships with the source tree, finished "
