@@ -91,7 +91,7 @@ def test_cancel_stops_a_running_run_within_seconds(tmp_path, digits):
     worker = threading.Thread(target=serve, args=(tmp_path,), kwargs={"once": True, "report_every": 0.1, "log": _quiet})
     worker.start()
     try:
-        _wait(lambda: store.metrics(long_run, "loss"), 60, "live metrics of the long run")
+        _wait(lambda: store.metrics(long_run, "loss"), 180, "live metrics of the long run")
         cancelled_at = time.time()
         assert main(["cancel", str(long_run), "--runs", str(tmp_path)]) == 0
         _wait(lambda: store.get(next_run).started, 30, "the worker to move on")
