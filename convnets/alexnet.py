@@ -629,8 +629,11 @@ class AlexNetCifar(nn.Module):
     base_channels = (48, 128, 192, 192, 128)
 
     def __init__(self, num_classes: int = 10, width: float = 1.0, hidden: int = 1024, dropout: float = 0.5,
-                 lrn: bool = True, activation: str = "relu", columns: int = 1) -> None:
+                 lrn: bool = True, activation: str = "relu", columns: int = 1, conv1_std: float | None = None) -> None:
         super().__init__()
+        if conv1_std is not None and not conv1_std > 0:
+            raise ValueError(f"conv1_std must be positive (the paper's is 0.01) or None for He initialisation, got {conv1_std}")
+        self.conv1_std = conv1_std
         if not width > 0 or hidden < 1 or not 0 <= dropout < 1:
             raise ValueError(f"need width > 0, hidden >= 1 and 0 <= dropout < 1; got width={width}, hidden={hidden}, "
                              f"dropout={dropout}")
@@ -671,12 +674,17 @@ class AlexNetCifar(nn.Module):
 
         PyTorch's default and the paper's N(0, 0.01) both leave this 8-layer net stuck at chance for
         the first epochs of a short CPU run; He et al.'s scaling keeps the signal's size layer to layer.
+        ``conv1_std`` (e.g. the paper's 0.01) starts conv1 alone from small N(0, std) weights instead: He's
+        scale (0.16 for 5x5x3 kernels) leaves random noise in the kernels that the first layer's small
+        gradients take many epochs to wash out, so the kernels' pictures show mostly what was learned.
         """
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight, nonlinearity=activation)
                 nn.init.zeros_(module.bias)
         nn.init.normal_(self.classifier.fc8.weight, 0.0, 0.01)
+        if self.conv1_std is not None:
+            nn.init.normal_(self.features.conv1[0].weight, 0.0, self.conv1_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -31,6 +31,11 @@ DOWNLOADABLE: dict[str, Callable[..., tuple[nn.Module, dict]]] = {
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
+# Shipped weights of a registered model built with other options: weights name -> model name.
+SHIPPED_VARIANTS: dict[str, str] = {
+    "alexnet-cifar-columns": "alexnet-cifar",  # the paper's two columns: 96 conv1 kernels as 2 x 48
+}
+
 
 def model_names() -> list[str]:
     """Names accepted by :func:`get_model`."""
@@ -129,7 +134,8 @@ def load_pretrained(name: str, weights_path: str | os.PathLike | None = None) ->
         raise ValueError(f"no shipped weights for '{name}'; shipped: {', '.join(shipped) or 'none'}; "
                          f"downloadable: {', '.join(sorted(DOWNLOADABLE))}; or pass weights_path=CHECKPOINT")
     payload = read_checkpoint(path)
-    if payload["model"] != name:
-        raise CheckpointError(f"{path} holds weights for '{payload['model']}', not '{name}'")
+    expected = SHIPPED_VARIANTS.get(name, name)
+    if payload["model"] != expected:
+        raise CheckpointError(f"{path} holds weights for '{payload['model']}', not '{expected}'")
     model = model_from_checkpoint(payload, str(path))
     return model.eval(), dict(payload["card"])

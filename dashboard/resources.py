@@ -401,6 +401,7 @@ def _robustness_curves(name: str, version: float, source: str) -> RobustnessCurv
 # --- AlexNet: image models, their finished runs, CIFAR-10 pictures ----------------------------------------------------
 
 IMAGE_MODEL_LABELS = {"alexnet-cifar": "alexnet-cifar · shipped, CIFAR-10",
+                      "alexnet-cifar-columns": "alexnet-cifar, two columns · shipped, CIFAR-10 (96 kernels, as in the paper)",
                       "alexnet-torchvision": "alexnet-torchvision · ImageNet, torchvision's weights"}
 BANK_PER_CLASS = 500  # training images per class in the fc7 bank when the full CIFAR-10 is at hand (5,000 in all)
 
@@ -418,8 +419,9 @@ def _torchvision_alexnet_file() -> Path | None:
 
 
 def image_model_names() -> list[str]:
-    """The AlexNet models whose weights are here: shipped ``alexnet-cifar``, torchvision's if downloaded before."""
-    names = [name for name in ("alexnet-cifar",) if (WEIGHTS_DIR / f"{name}.pt").is_file()]
+    """The AlexNet models whose weights are here: shipped ``alexnet-cifar`` (one column and two), torchvision's if
+    downloaded before."""
+    names = [name for name in ("alexnet-cifar", "alexnet-cifar-columns") if (WEIGHTS_DIR / f"{name}.pt").is_file()]
     if _torchvision_alexnet_file() is not None:
         names.append("alexnet-torchvision")
     return names

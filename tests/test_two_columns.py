@@ -253,3 +253,30 @@ def test_kernel_colour_of_a_model_uses_its_first_conv_and_its_columns():
     assert [g["kernels"] for g in kernel_colour(convnets.get_model("alexnet-cifar"), groups=2)] == [24, 24]
     with pytest.raises(ValueError, match="no RGB first conv"):
         kernel_colour(convnets.get_model("lenet5"))
+
+
+def test_conv1_std_starts_conv1_alone_from_small_weights():
+    torch.manual_seed(0)
+    small = convnets.get_model("alexnet-cifar", columns=2, width=2, conv1_std=0.01)
+    torch.manual_seed(0)
+    default = convnets.get_model("alexnet-cifar", columns=2, width=2)
+    assert abs(small.features.conv1[0].weight.std().item() - 0.01) < 0.001
+    assert default.features.conv1[0].weight.std().item() > 0.1  # He: sqrt(2 / 75) = 0.163
+    assert torch.equal(small.features.conv3[0].weight, default.features.conv3[0].weight)  # the rest as before
+    with pytest.raises(ValueError, match="conv1_std must be positive"):
+        convnets.get_model("alexnet-cifar", conv1_std=0.0)
+
+
+def test_a_shipped_variant_loads_under_its_own_name(tmp_path):
+    """Shipped weights of alexnet-cifar built with other options load by their own name, and only those."""
+    from convnets.models import SHIPPED_VARIANTS
+
+    assert SHIPPED_VARIANTS["alexnet-cifar-columns"] == "alexnet-cifar"
+    model = convnets.get_model("alexnet-cifar", columns=2, width=0.5, hidden=16)
+    path = convnets.save_checkpoint(tmp_path / "w.pt", "alexnet-cifar", {"columns": 2, "width": 0.5, "hidden": 16}, model,
+                                    {"test_error": 50.0})
+    loaded, _ = convnets.load_pretrained("alexnet-cifar-columns", weights_path=path)
+    assert loaded.columns == 2
+    lenet = convnets.save_checkpoint(tmp_path / "l.pt", "lenet5", {}, convnets.get_model("lenet5"), {})
+    with pytest.raises(convnets.CheckpointError, match="not 'alexnet-cifar'"):
+        convnets.load_pretrained("alexnet-cifar-columns", weights_path=lenet)

@@ -118,7 +118,7 @@ else:
         for row in range(0, len(shown), PER_ROW):
             for column, index in zip(st.columns(PER_ROW), shown[row:row + PER_ROW], strict=False):
                 with column:
-                    st.image(plots.rgb_picture(pictures.test_x[index], 72),
+                    st.image(plots.rgb_picture(pictures.test_x[index], 96), width="stretch",  # column, not caption
                              caption=f"#{index} · {pictures.classes[pictures.test_y[index]]}")
                     if st.button("Use", key=f"alexnet_use_{index}"):
                         ss[PICTURE_KEY] = test_picture(pictures, index)
@@ -148,7 +148,7 @@ else:
     st.subheader(f"Current picture: {current['source']}")
     seen_col, top_col = st.columns([1, 2.5], vertical_alignment="center")
     with seen_col:
-        st.image(plots.rgb_picture(probe.image, 160), caption=f"what the model sees: {size}x{size}")
+        st.image(plots.rgb_picture(probe.image, 192), width=192, caption=f"what the model sees: {size}x{size}")
         if current.get("label") and current["label"] in getattr(model, "classes", []):
             verdict = "right" if probe.top[0][0] == current["label"] else "wrong"
             st.markdown(f"True class: **{current['label']}**; the first guess is **{verdict}**.")
@@ -165,7 +165,7 @@ else:
                    f"{pictures.bank_description}. Neighbours need not look alike pixel by pixel: the network's "
                    "last hidden layer puts them together.")
         for column, distance, index in zip(st.columns(6), distances, nearest, strict=True):
-            column.image(plots.rgb_picture(pictures.train_x[index], 96),
+            column.image(plots.rgb_picture(pictures.train_x[index], 160), width="stretch",  # one size for all six
                          caption=f"{pictures.classes[pictures.train_y[index]]} · distance {distance:.1f}")
     else:
         st.caption(f"Nearest training images: the bank is CIFAR-10 ({pictures.bank_description}), so they are shown "
