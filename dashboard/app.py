@@ -48,7 +48,7 @@ with st.sidebar:
         st.caption(f"Finished runs not listed: {runs.problem}")
     _, card = resources.load_model(state.model_name())
     st.caption(f"Test error **{card['test_error']:.2f} %**, {resources.measured_on(card)}. "
-               f"Trained on {card['data']['description']}.")
+               f"Trained on {resources.without_paths(card['data']['description'])}.")
 
 page.run()
 

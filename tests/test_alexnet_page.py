@@ -107,7 +107,8 @@ def test_offline_the_page_shows_kernels_top5_and_nearest_training_images(sample,
     assert "the 2,000 training images of the CIFAR-10 sample shipped with convnet-lab" in texts(at)
     # names of data, never a local path (the shipped card says "image folder /tmp/cifar")
     assert "Trained on CIFAR-10, 50,000 training images" in texts(at) and "the CIFAR-10 test set (10,000 images)" in texts(at)
-    assert "/tmp" not in texts(at) and str(Path.home()) not in texts(at) and "--data <CIFAR-10>" in texts(at)
+    assert "/tmp" not in texts(at) and "/work" not in texts(at) and str(Path.home()) not in texts(at)
+    assert "--data cifar10 " in texts(at)  # the shipped card names its data
 
     at.radio(key="alexnet_kernel_scaling").set_value("one").run()
     ok(at)
@@ -184,10 +185,13 @@ def test_cards_are_described_by_name_not_path():
     import resources
 
     _, card = convnets.load_pretrained("alexnet-cifar")
-    assert "/tmp/cifar" in card["data"]["description"]  # what the shipped card says
     assert resources.data_name(card) == "CIFAR-10, 50,000 training images"
     assert resources.test_set_name(card) == "the CIFAR-10 test set (10,000 images)"
-    assert "--data <CIFAR-10>" in resources.clean_command(card) and "/tmp" not in resources.clean_command(card)
+    assert "--data cifar10 " in resources.clean_command(card)
+    old = {**card, "data": {**card["data"], "description": "image folder /tmp/cifar (10 classes, 32x32)"},
+           "recipe": {"epochs": 5}, "command": "convnet-lab experiment train --data /tmp/cifar --epochs 5"}  # the earlier card
+    assert resources.data_name(old) == "CIFAR-10, 50,000 training images"
+    assert "--data <CIFAR-10>" in resources.clean_command(old) and "/tmp" not in resources.clean_command(old)
     folder = {"data": {"description": "image folder /home/me/flowers (5 classes, 64x64)"},
               "test_set": "the test split of /home/me/flowers (500 images)", "command": "convnet-lab train --data /home/me/x"}
     assert resources.data_name(folder) == "image folder a local folder (5 classes, 64x64)"
