@@ -471,9 +471,9 @@ def load_image_model(name: str) -> tuple[nn.Module, dict]:
 _PATH = re.compile(r"(?<![\w<])(?:\.{1,2}/|~/|/|[A-Za-z]:\\)[^\s,;:)'\"]+")
 
 
-def without_paths(text: str) -> str:
-    """``text`` with any local path replaced by 'a local copy' (cards written before data names were recorded)."""
-    return _PATH.sub("a local copy", text)
+def without_paths(text: str, placeholder: str = "a local copy") -> str:
+    """``text`` with any local path replaced by ``placeholder`` (cards written before data names were recorded)."""
+    return _PATH.sub(placeholder, text)
 
 
 def _is_cifar10(card: dict) -> bool:

@@ -326,7 +326,7 @@ def describe_conditions(result: dict) -> str:
     data = c.get("data", {})
     parts = [f"preset {result['preset']}" if result.get("preset") else None,
              f"{data.get('train_size', '?')} training / {data.get('test_size', '?')} test images of "
-             f"{data.get('description', data.get('name', 'unrecorded data'))}" if data else None,
+             f"{resources.without_paths(data.get('description', data.get('name', 'unrecorded data')))}" if data else None,
              f"on {result['device']}" if result.get("device") else None,
              f"{result['threads']} thread(s)" if result.get("threads") else None,
              f"finished {result['finished']}" if result.get("finished") else None]
@@ -449,4 +449,4 @@ for title, experiment, key, subcommand, plot in EXPERIMENT_SECTIONS:
     st.caption(describe_conditions(found))
     plot(found)
     if found.get("command"):
-        st.code(found["command"], language="bash", wrap_lines=True)
+        st.code(resources.without_paths(found["command"], "<CIFAR-10>"), language="bash", wrap_lines=True)
