@@ -38,7 +38,7 @@ def test_shipped_weights_match_the_card_on_the_official_test_set(mnist_npz):
 
 
 def test_unknown_shipped_name_lists_what_is_shipped():
-    with pytest.raises(ValueError, match="shipped: alexnet-cifar, lenet5, lenet5-modern"):
+    with pytest.raises(ValueError, match="shipped: alexnet-cifar, alexnet-cifar-columns, lenet5, lenet5-modern"):
         convnets.load_pretrained("alexnet")
 
 
@@ -65,3 +65,14 @@ def test_shipped_alexnet_cifar_card_and_weights():
     assert abs(card["test_error"] - card["test_error_float32"]) < 0.3  # float16 weights cost next to nothing
     x = torch.rand(2, 3, 32, 32)
     assert model(x).shape == (2, 10)
+
+
+def test_shipped_two_column_alexnet_cifar():
+    """The paper's two columns at CIFAR size: 2 x 48 conv1 kernels, float16, a card without local paths."""
+    model, card = convnets.load_pretrained("alexnet-cifar-columns")
+    assert model.columns == 2 and model.features.conv1[0].out_channels == 96 and model.conv1_std == 0.01
+    assert card["weights_dtype"] == "float16" and card["config"]["data"] == "cifar10" and "/work" not in str(card)
+    assert card["test_error"] < 35 and card["data"]["train_size"] == 50_000
+    groups = convnets.kernel_colour(model)
+    assert [g["kernels"] for g in groups] == [48, 48]
+    assert all(g["mean_chroma"] < 0.5 for g in groups)  # learned: random kernels measure about 2/3
