@@ -160,7 +160,8 @@ def test_a_two_column_run_shows_both_groups_and_their_colour_numbers(offline, sa
     assert picker.value == f"run:{run_id}"
     augmented = ", augmented" if card["config"]["augment"] else ""  # the alexnet-cifar recipe augments by default
     label = f"run {run_id} · alexnet-cifar (2 columns, width 0.5, hidden 64{augmented}) · {card['test_error']:.2f} %"
-    assert picker.options == ["alexnet-cifar · shipped, CIFAR-10", label]
+    assert picker.options == ["alexnet-cifar · shipped, CIFAR-10",
+                              "alexnet-cifar, two columns · shipped, CIFAR-10 (96 kernels, as in the paper)", label]
     assert "conv1: 24 learned kernels of 5x5x3, in 2 columns (GPUs)" in [s.value for s in at.subheader]
     titles = [m.value for m in at.markdown if m.value.startswith("**column")]
     assert titles == ["**column 1 (GPU 1)**", "**column 2 (GPU 2)**"]

@@ -535,7 +535,8 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
             wrong += wrong_count
             if progress and step % 100 == 0:
                 bar.set_postfix(loss=f"{total_loss.item() / min((step + 1) * config.batch_size, len(train_y)):.4f}")
-            if monitor and time.perf_counter() - window_start >= report_every:
+            # every report_every seconds, and at an epoch's last step, so epochs shorter than that still get a point
+            if monitor and (time.perf_counter() - window_start >= report_every or step == steps_per_epoch - 1):
                 # live metrics over the steps since the last report (rank 0's digits; throughput of all ranks)
                 local = distributed.digits_seen(step + 1, len(train_y), config.batch_size, ctx)
                 loss_now, wrong_now = total_loss.item(), wrong.item()
