@@ -112,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = shlex.join(["convnet-lab", *args.argv])
     try:
         _, card = train(config, out=out, progress=not args.quiet, recipe=recipe, resume=args.resume)
+        distributed.shutdown(synchronise=True)
     finally:
         distributed.shutdown()
     if world.master:

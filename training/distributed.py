@@ -54,9 +54,12 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
     return ctx, device
 
 
-def shutdown() -> None:
-    """Leave the process group if this process joined one."""
+def shutdown(synchronise: bool = False) -> None:
+    """Leave the process group if this process joined one. ``synchronise`` (after a finished run) first waits for
+    every rank: rank 0 still evaluates and writes model.pt while the others would tear the group down beside it."""
     if dist.is_available() and dist.is_initialized():
+        if synchronise:
+            dist.barrier()
         dist.destroy_process_group()
 
 
