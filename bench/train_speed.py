@@ -43,10 +43,7 @@ class Variant:
 def measure(variant: Variant, images: torch.Tensor, labels: torch.Tensor, steps: int, warmup: int, batch: int) -> float:
     """Images/s over ``steps`` optimiser steps of ``variant`` after ``warmup`` steps."""
     torch.manual_seed(0)
-    options = {"lrn": variant.lrn, "width": variant.width}
-    if variant.columns != 1:
-        options["columns"] = variant.columns
-    model = convnets.get_model("alexnet-cifar", **options)
+    model = convnets.get_model("alexnet-cifar", lrn=variant.lrn, width=variant.width, columns=variant.columns)
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     config = TrainConfig(model="alexnet-cifar", batch_size=batch, epochs=1).resolved()

@@ -15,6 +15,7 @@ and rank 0 alone logs, reports and writes (see :mod:`training.distributed`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -259,6 +260,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), so ``--precision bf16`` speeds training up
     (measured here: about 2x for alexnet-cifar, ``bench/train_speed.py``); read from ``/proc/cpuinfo`` (Linux)."""

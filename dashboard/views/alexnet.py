@@ -92,8 +92,8 @@ else:
           f"colour-specific. Kernels of random weights measure a mean chroma near 0.67 and almost no grey kernels "
           f"(chroma under {GREY_CHROMA}). "
         + ("Here the numbers under each column measure that." if len(groups) > 1 else
-           "This model has one column; a two-column alexnet-cifar (`convnet-lab submit --model alexnet-cifar --option "
-           "columns=2 --option width=2 --data cifar10`) shows the two groups side by side."))
+           "This model has one column; pick the shipped *alexnet-cifar, two columns* above to see the paper's two "
+           "groups side by side."))
 
     # ------------------------------------------------------------------ the current picture
     st.subheader("A picture through the network")
