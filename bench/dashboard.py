@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "dashboard")]
+sys.path[:0] = [str(ROOT), str(ROOT / "dashboard"), str(ROOT / "tests")]  # tests/browser_check.py
 
 import plots  # noqa: E402
 import resources  # noqa: E402

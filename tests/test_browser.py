@@ -1,4 +1,4 @@
-"""A real browser drives the dashboard: dashboard/browser_check.py in headless Chromium.
+"""A real browser drives the dashboard: tests/browser_check.py in headless Chromium.
 
 Needs Debian's chromium (``apt-get install chromium``; .ci/run installs it) and the Python
 ``playwright`` package (in the ``test`` extra). Without either the test is skipped and says why.
@@ -26,7 +26,7 @@ CHROMIUM = os.environ.get("CONVNET_LAB_CHROMIUM", "/usr/bin/chromium")
 def test_dashboard_in_a_real_browser(tmp_path):
     chromium = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
     shots = tmp_path / "shots"
-    done = subprocess.run([sys.executable, str(ROOT / "dashboard" / "browser_check.py"), "--chromium", chromium,
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "browser_check.py"), "--chromium", chromium,
                            "--shots", str(shots), "--port", "8598"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     report = done.stdout[-6000:] + done.stderr[-3000:]

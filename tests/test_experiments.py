@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import convnets
-from training.experiments import dropout_augmentation, main, relu_vs_tanh, save_result, train_images
+from training.experiments import curve_run, dropout_augmentation, experiment_config, main, relu_vs_tanh, save_result
 from training.images import ImageData, load_images
 
 CIFAR_TAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -67,15 +67,15 @@ def test_relu_vs_tanh_records_both_curves_on_real_cifar(cifar_subset, tmp_path):
 
 
 def test_target_is_found_and_runs_stop_there():
+    """Through the one training loop: a run stops at the epoch that reaches the target; a diverging run is marked."""
     data = _synthetic()
-    torch.manual_seed(0)
-    model = convnets.get_model("cnn4-cifar", width=4)
-    run = train_images(model, data, epochs=10, batch_size=16, lr=0.05, target_error=40.0, stop_at_target=True,
-                       log=lambda _line: None)
+    config = experiment_config("cnn4-cifar", {"width": 4}, data, epochs=10, batch_size=16, lr=0.05)
+    _, run = curve_run(config, data, target_error=40.0, stop_at_target=True, log=lambda _line: None)
     assert run["epochs_to_target"] is not None and len(run["curve"]) == run["epochs_to_target"]
     assert run["curve"][-1]["train_error"] <= 40.0 and run["seconds_to_target"] == run["curve"][-1]["seconds"]
-    torch.manual_seed(0)
-    blown = train_images(convnets.get_model("cnn4-cifar", width=4), data, epochs=3, lr=1e12, log=lambda _line: None)
+    blown_config = experiment_config("cnn4-cifar", {"width": 4}, data, epochs=3, lr=1e12)
+    model, blown = curve_run(blown_config, data, log=lambda _line: None)
+    assert model is None
     assert blown["diverged"] and not np.isfinite(blown["curve"][-1]["loss"]) and "test_error" not in blown["curve"][-1]
 
 

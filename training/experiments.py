@@ -7,14 +7,13 @@
 * :func:`dropout_augmentation` -- ``alexnet-cifar`` with dropout on/off x augmentation on/off:
   train and test error per epoch.
 
-Results go to ``runs/experiments/<name>.json`` (``--out`` to change the folder): the conditions,
+Results go to ``<results_dir()>/<name>.json`` (``--out`` to change the folder): the conditions,
 one curve per run (per epoch: loss, training error, test error, seconds) and a summary. Run::
 
     convnet-lab experiment relu-tanh --data PATH_OR_cifar10 --preset smoke|cpu|gpu
     convnet-lab experiment dropout-aug --data PATH_OR_cifar10 --preset smoke|cpu|gpu
     convnet-lab experiment evaluate alexnet-torchvision --data imagenette --ten-patch
     convnet-lab experiment time-retrieval
-    convnet-lab experiment train --data PATH_OR_cifar10 --epochs 10 --out-model runs/alexnet-cifar/model.pt
 """
 
 from __future__ import annotations
@@ -26,24 +25,30 @@ import os
 import shlex
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import convnets
 from convnets.retrieval import benchmark_nearest
 
 from .data import DataError
-from .image_augment import ColourPCA, ImageAugment, centre_crop, colour_pca
-from .images import ImageData, as_float, class_count, evaluate_topk, load_images
-from .loop import describe_device, pick_device
+from .image_augment import ImageAugment, colour_pca
+from .images import ImageData, class_count, evaluate_topk, load_images
+from .loop import Diverged, Stopped, TrainConfig, describe_device, pick_device, train
+from .store import default_runs_dir
 
-DEFAULT_OUT = Path("runs") / "experiments"
+SHIPPED_RESULTS = Path(__file__).parent / "results"  # this project's measured results, shown until you have your own
+
+
+def results_dir() -> Path:
+    """Where experiment results go and are read from: ``$CONVNET_LAB_EXPERIMENTS``, else ``experiments/`` in the
+    runs folder (``$CONVNET_LAB_RUNS`` or ``~/.cache/convnet-lab/runs``) -- never the current folder."""
+    chosen = os.environ.get("CONVNET_LAB_EXPERIMENTS", "").strip()
+    return Path(chosen) if chosen else default_runs_dir() / "experiments"
 
 # Reduced settings. "cpu" is sized for about 15 minutes on this project's 2-core CPU with one thread
 # (measured: width 16, batch 64, 5,000 images reach 25 % training error in about 25 epochs, 75-190 s
@@ -70,74 +75,61 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def train_images(model: nn.Module, data: ImageData, *, epochs: int, batch_size: int = 128, lr: float = 0.01,
-                 momentum: float = 0.9, weight_decay: float = 0.0, schedule: str = "constant",
-                 augment: ImageAugment | None = None, pca: ColourPCA | None = None, seed: int = 0,
-                 target_error: float | None = None, stop_at_target: bool = False, clean_train_eval: int = 0,
-                 log: Callable[[str], None] = _log, label: str = "") -> dict:
-    """Train ``model`` with SGD on ``data`` (already on the model's device); return its curve.
+def curve_run(config: TrainConfig, data: ImageData, *, target_error: float | None = None, stop_at_target: bool = False,
+              clean_train_eval: int = 0, log: Callable[[str], None] = _log, label: str = "") -> tuple[nn.Module | None, dict]:
+    """One run of :func:`training.loop.train` (the one training loop) recorded as an experiment's curve.
 
-    Per epoch: mean loss and training error over the epoch's batches (as trained: dropout and
-    augmentation on), test error (centre crop), optionally the error on the first
-    ``clean_train_eval`` training images in eval mode, and the training seconds. ``schedule``:
-    ``constant`` or ``cosine`` (to lr/100). With ``target_error`` the first epoch whose training
-    error is at or below it is recorded (``epochs_to_target``, ``seconds_to_target``); a run whose
-    loss turns NaN/inf stops and is marked ``diverged``.
+    Per epoch: mean loss and training error over the epoch's batches (as trained: dropout and augmentation on),
+    test error, optionally ``train_error_clean`` (eval mode, the first ``clean_train_eval`` training images) and the
+    training seconds so far. With ``target_error`` the first epoch whose training error is at or below it is recorded
+    (``epochs_to_target``, ``seconds_to_target``), and with ``stop_at_target`` the run ends there (no model is
+    returned then). A run whose loss turns NaN/inf ends marked ``diverged``. Returns (model or None, result).
     """
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    augment = augment or ImageAugment.off()
-    size = model.input_shape[-1]
-    n = len(data.train_y)
-    steps = math.ceil(n / batch_size)
-    result: dict = {"label": label, "lr": lr, "curve": [], "epochs_to_target": None, "seconds_to_target": None,
+    curve: list[dict] = []
+    result: dict = {"label": label, "lr": config.lr, "curve": curve, "epochs_to_target": None, "seconds_to_target": None,
                     "diverged": False}
+    clean = (data.train_x[:clean_train_eval], data.train_y[:clean_train_eval]) if clean_train_eval else None
     elapsed = 0.0
-    for epoch in range(epochs):
-        model.train()
-        start = time.perf_counter()
-        order = torch.randperm(n, device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        wrong = torch.zeros((), dtype=torch.long, device=device)
-        for step in range(steps):
-            if schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (epoch + step / steps) / epochs)))
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            x = augment.train_batch(as_float(data.train_x[idx]), pca, generator)
-            if x.shape[-1] != size:  # images larger than the model and no random crop: the centre
-                x = centre_crop(x, size)
-            y = data.train_y[idx]
-            scores = model(x)
-            loss = F.cross_entropy(scores, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            wrong += (scores.detach().argmax(1) != y).sum()
-        mean_loss = loss_sum.item() / n
-        elapsed += time.perf_counter() - start
-        row = {"epoch": epoch + 1, "loss": mean_loss, "train_error": 100.0 * wrong.item() / n, "seconds": elapsed}
-        if not math.isfinite(mean_loss):
-            result["diverged"] = True
-            result["curve"].append(row)
-            log(f"{label} epoch {epoch + 1}: loss {mean_loss} -- diverged, stopping")
-            break
-        row["test_error"] = evaluate_topk(model, data, k=(1,))["top1_error"] if len(data.test_y) else None
-        if clean_train_eval:
-            clean = (data.train_x[:clean_train_eval], data.train_y[:clean_train_eval])
-            row["train_error_clean"] = evaluate_topk(model, clean, k=(1,))["top1_error"]
-        result["curve"].append(row)
-        test = f"{row['test_error']:.2f}%" if row["test_error"] is not None else "-"
-        log(f"{label} epoch {epoch + 1:3d}  loss {mean_loss:.4f}  train err {row['train_error']:.2f}%  "
-            f"test err {test}  ({elapsed:.1f}s)")
-        if target_error is not None and result["epochs_to_target"] is None and row["train_error"] <= target_error:
-            result["epochs_to_target"], result["seconds_to_target"] = epoch + 1, elapsed
-            if stop_at_target:
-                break
+
+    def extra(model: nn.Module) -> dict:
+        return {"train_error_clean": evaluate_topk(model, clean, k=(1,))["top1_error"]} if clean else {}
+
+    def monitor(event: dict) -> bool:
+        nonlocal elapsed
+        if event["event"] != "epoch":
+            return False
+        metrics = event["metrics"]
+        elapsed += metrics["epoch_seconds"]
+        row = {"epoch": int(event["epoch"]), "loss": metrics["epoch_loss"], "train_error": metrics["epoch_train_error"],
+               "test_error": metrics["test_error"], "seconds": elapsed,
+               **({"train_error_clean": metrics["train_error_clean"]} if "train_error_clean" in metrics else {})}
+        curve.append(row)
+        if target_error is None or result["epochs_to_target"] is not None or row["train_error"] > target_error:
+            return False
+        result["epochs_to_target"], result["seconds_to_target"] = row["epoch"], elapsed
+        return stop_at_target
+
+    model = None
+    try:
+        model, _ = train(config, data=data, progress=False, log=lambda line: log(f"{label} {line}"), monitor=monitor,
+                         extra_metrics=extra)
+    except Stopped:
+        pass  # the target was reached
+    except Diverged:
+        result["diverged"] = True
+        curve.append({"epoch": len(curve) + 1, "loss": math.nan, "train_error": math.nan, "seconds": elapsed})
+        log(f"{label} epoch {len(curve)}: loss not finite -- diverged, stopping")
     result["seconds"] = elapsed
-    return result
+    return model, result
+
+
+def experiment_config(model: str, options: dict, data: ImageData, **settings) -> TrainConfig:
+    """A run of an experiment: ``settings`` (epochs, batch_size, lr, ...) over plain SGD -- no warm-up, Nesterov or
+    label smoothing unless given -- on ``data``'s device."""
+    base = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0, "label_smoothing": 0.0, "nesterov": False,
+            "warmup": 0.0, "schedule": "constant", "augment": False, "seed": 0}
+    return TrainConfig(model=model, options=options, data=data.name, device=str(data.train_x.device),
+                       **{**base, **settings})
 
 
 def _rank(run: dict) -> tuple:
@@ -158,16 +150,14 @@ def relu_vs_tanh(data: ImageData, *, lrs: Sequence[float] = (0.003, 0.01, 0.03),
     same data in the same order; each activation is run at every rate in ``lrs`` and its best run
     (fewest epochs to the target, then fewest seconds) is compared. ``data`` must be on the device.
     """
-    device = data.train_x.device
     runs = []
     for activation in ("relu", "tanh"):
         for lr in lrs:
-            torch.manual_seed(seed)
-            model = convnets.get_model("cnn4-cifar", activation=activation, width=width, init=init,
-                                       input_scaling=input_scaling).to(device)
-            run = train_images(model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                               seed=seed, target_error=target_error, stop_at_target=stop_at_target,
-                               log=log, label=f"{activation} lr={lr:g}")
+            options = {"activation": activation, "width": width, "init": init, "input_scaling": input_scaling}
+            config = experiment_config("cnn4-cifar", options, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                                       momentum=momentum, seed=seed)
+            _, run = curve_run(config, data, target_error=target_error, stop_at_target=stop_at_target, log=log,
+                               label=f"{activation} lr={lr:g}")
             runs.append({"activation": activation, **run})
     best = {a: min((r for r in runs if r["activation"] == a), key=_rank) for a in ("relu", "tanh")}
     summary: dict = {a: {"lr": r["lr"], "epochs_to_target": r["epochs_to_target"], "seconds_to_target": r["seconds_to_target"],
@@ -190,28 +180,28 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
                          batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
                          settings: Sequence[tuple[float, bool]] = ((0.5, True), (0.5, False), (0.0, True), (0.0, False)),
                          clean_train_eval: int = 1000, ten_patch: bool = True, seed: int = 0,
-                         log: Callable[[str], None] = _log) -> dict:
+                         log: Callable[[str], None] = _log, **loop) -> dict:
     """``alexnet-cifar`` with dropout on/off and the paper's augmentation on/off: train and test error per epoch.
 
     Each ``(dropout, augmented)`` setting starts from the same seed; SGD with momentum and weight
-    decay (the paper's 0.9 and 5e-4) and a cosine learning-rate decay. Augmentation is pad-and-crop
+    decay (the paper's 0.9 and 5e-4, on weights only) and a cosine learning-rate decay; ``loop`` passes further
+    :class:`TrainConfig` settings (e.g. ``precision="bf16"``, ``warmup=1``) to every run. Augmentation is pad-and-crop
     translations, reflections and PCA colour (:meth:`ImageAugment.cifar`). Besides the running
     training error, ``train_error_clean`` is measured in eval mode on the first ``clean_train_eval``
     training images, so the gap to the test error shows overfitting; with ``ten_patch`` the final
     model's test error is also measured the paper's way, averaging the softmax of ten patches.
     """
-    device = data.train_x.device
-    pca = colour_pca(data.train_x)
+    pca = colour_pca(data.train_x)  # what the loop computes for every augmented run, recorded in the conditions
     runs = []
     for dropout, augmented in settings:
-        torch.manual_seed(seed)
-        model = convnets.get_model("alexnet-cifar", width=width, hidden=hidden, dropout=dropout).to(device)
-        augment = ImageAugment.cifar() if augmented else ImageAugment.off()
         label = f"dropout={dropout:g} aug={'on' if augmented else 'off'}"
-        run = train_images(model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, schedule="cosine", augment=augment, pca=pca, seed=seed,
-                           clean_train_eval=min(clean_train_eval, len(data.train_y)), log=log, label=label)
-        if ten_patch and not run["diverged"]:
+        config = experiment_config("alexnet-cifar", {"width": width, "hidden": hidden, "dropout": dropout}, data,
+                                   epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                                   weight_decay=weight_decay, schedule="cosine", augment=augmented, seed=seed, **loop)
+        model, run = curve_run(config, data, clean_train_eval=min(clean_train_eval, len(data.train_y)), log=log,
+                               label=label)
+        augment = ImageAugment.cifar()
+        if ten_patch and model is not None:
             run["ten_patch_test_error"] = evaluate_topk(model, data, k=(1,), ten_patch=True)["top1_error"]
         runs.append({"dropout": dropout, "augmentation": augment.as_dict() if augmented else None, **run})
     summary = {r["label"]: {"final_test_error": r["curve"][-1].get("test_error"),
@@ -222,62 +212,15 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
                for r in runs}
     conditions = {"model": "alexnet-cifar", "width": width, "hidden": hidden, "lr": lr, "schedule": "cosine to lr/100",
                   "epochs": epochs, "batch_size": batch_size, "momentum": momentum, "weight_decay": weight_decay,
-                  "colour_pca": pca.as_dict(), "seed": seed, "data": data.summary()}
+                  "weight_decay_on": "weights, not biases", "colour_pca": pca.as_dict(), "seed": seed,
+                  "data": data.summary(), **loop}
     return {"experiment": "dropout-augmentation", "conditions": conditions, "runs": runs, "summary": summary}
 
 
-def train_checkpoint(data: ImageData, out_model: str | Path, *, model_name: str = "alexnet-cifar", options: dict | None = None,
-                     epochs: int = 10, lr: float = 0.01, batch_size: int = 128, momentum: float = 0.9,
-                     weight_decay: float = 5e-4, augmented: bool = True, seed: int = 0, command: str = "",
-                     half: bool = False, log: Callable[[str], None] = _log) -> dict:
-    """Train one image model (SGD, cosine decay, the paper's augmentation) and write a checkpoint with a card.
-
-    The card records the data, every switch of the augmentation, the recipe, the command, the
-    per-epoch curve and the final test error (centre crop and, for the record, ten patches).
-    ``half`` stores the weights as float16 (half the file; the model loads them back as float32 and
-    the card's test errors are re-measured with the rounded weights).
-    """
-    device = data.train_x.device
-    options = dict(options or {})
-    torch.manual_seed(seed)
-    model = convnets.get_model(model_name, **options).to(device)
-    augment = ImageAugment.cifar() if augmented else ImageAugment.off()
-    pca = colour_pca(data.train_x) if augmented else None
-    run = train_images(model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                       weight_decay=weight_decay, schedule="cosine", augment=augment, pca=pca, seed=seed, log=log,
-                       label=model_name)
-    if run["diverged"]:
-        raise ValueError(f"training diverged at lr {lr}; lower --lr")
-    if half:
-        with torch.no_grad():
-            for tensor in model.state_dict().values():
-                if tensor.is_floating_point():
-                    tensor.copy_(tensor.half().float())
-        run["curve"][-1]["test_error"] = evaluate_topk(model, data, k=(1,))["top1_error"]
-    ten_patch = evaluate_topk(model, data, k=(1,), ten_patch=True)["top1_error"]
-    summary = data.summary()
-    card = {"data": {"description": summary["description"], "train_images": len(data.train_y),
-                     "test_images": len(data.test_y)},
-            "recipe": {"optimizer": "sgd", "lr": lr, "schedule": "cosine to lr/100", "momentum": momentum,
-                       "weight_decay": weight_decay, "batch_size": batch_size, "epochs": epochs, "seed": seed,
-                       "augmentation": augment.as_dict() if augmented else None,
-                       "colour_pca": pca.as_dict() if pca is not None else None},
-            "command": command, "device": describe_device(device), "curve": run["curve"],
-            "test_error": run["curve"][-1]["test_error"], "ten_patch_test_error": ten_patch,
-            "test_set": f"the {len(data.test_y):,} test images of {summary['description']}",
-            "classes": list(data.classes), "seconds": run["seconds"],
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "weights_dtype": "float16" if half else "float32"}
-    model.cpu()
-    if half:
-        model.half()
-    convnets.save_checkpoint(out_model, model_name, options, model, card)
-    return card
-
-
-def save_result(result: dict, out: str | Path = DEFAULT_OUT, name: str | None = None) -> Path:
-    """Write ``result`` as ``out/<name>.json`` (atomically), adding when and where it ran."""
-    out = Path(out)
+def save_result(result: dict, out: str | Path | None = None, name: str | None = None) -> Path:
+    """Write ``result`` as ``out/<name>.json`` (atomically; ``out`` defaults to :func:`results_dir`), adding when and
+    where it ran."""
+    out = Path(out) if out is not None else results_dir()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name or result['experiment']}.json"
     result = {**result, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -328,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
         p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-        p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the results JSON")
+        p.add_argument("--out", help="folder for the results JSON (default $CONVNET_LAB_EXPERIMENTS or "
+                       "~/.cache/convnet-lab/runs/experiments)")
         p.add_argument("--name", help="file name of the results (without .json)")
 
     p = sub.add_parser("relu-tanh", help="Figure 1: epochs to 25 %% training error, ReLU vs tanh, lr swept per activation")
@@ -345,24 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=float, help="channel multiplier of alexnet-cifar (1 = one GPU column of the paper)")
     p.add_argument("--hidden", type=int, help="units of fc6 and fc7")
     p.add_argument("--lr", type=float)
-
-    p = sub.add_parser("train", help="train one image model (default alexnet-cifar) and write a checkpoint with its card")
-    p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision download) or an image folder / .tar.gz")
-    p.add_argument("--model", default="alexnet-cifar", choices=["alexnet-cifar", "cnn4-cifar"])
-    p.add_argument("--width", type=float, default=1.0, help="alexnet-cifar channel multiplier (2 = the paper's 96 conv1 kernels)")
-    p.add_argument("--hidden", type=int, default=1024, help="alexnet-cifar units of fc6 and fc7")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--no-augment", action="store_true", help="train without crops, reflections and PCA colour")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--train-size", type=int, help="training images (class-balanced subset); default all")
-    p.add_argument("--test-size", type=int, help="test images; default all")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out-model", required=True, help="checkpoint to write (refused if it exists)")
-    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the file size)")
 
     p = sub.add_parser("evaluate", help="top-1 / top-5 error of a model on a labelled image folder")
     p.add_argument("model", help="a pretrained name (alexnet-torchvision, ...) or a convnet-lab checkpoint path")
@@ -391,18 +317,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "evaluate":
             return _evaluate(args, device)
-        if args.command == "train":
-            if Path(args.out_model).exists():
-                raise ValueError(f"{args.out_model} exists; pass another --out-model (nothing is overwritten)")
-            options = {"width": args.width, "hidden": args.hidden, "dropout": args.dropout} \
-                if args.model == "alexnet-cifar" else {}
-            data = _load(args).to(device)
-            card = train_checkpoint(data, args.out_model, model_name=args.model, options=options, epochs=args.epochs,
-                                    lr=args.lr, batch_size=args.batch_size, augmented=not args.no_augment,
-                                    seed=args.seed, command=command, half=args.half)
-            print(f"test error {card['test_error']:.2f} % (ten patches {card['ten_patch_test_error']:.2f} %); "
-                  f"checkpoint: {args.out_model}")
-            return 0
         if args.command == "relu-tanh":
             settings = _settings(args, RELU_TANH_PRESETS)
             args.train_size, args.test_size = settings["train_size"], settings["test_size"]

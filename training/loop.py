@@ -59,7 +59,7 @@ RECIPES: dict[str, dict] = {
                       "schedule": "linear", "augment": True},
 }
 IMAGE_RECIPE = "alexnet-cifar"  # the default for colour-image models without a recipe of their own
-SCHEDULES = ("cosine", "linear")
+SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclass
@@ -79,7 +79,7 @@ class TrainConfig:
     label_smoothing: float | None = None  # softmax heads only
     nesterov: bool | None = None
     warmup: float | None = None  # epochs of linear warm-up from lr/10
-    schedule: str | None = None  # after warm-up: cosine (to lr/100) or linear (to 0)
+    schedule: str | None = None  # after warm-up: cosine (to lr/100), linear (to 0) or constant
     augment: bool | None = None  # colour images: random crops (pad 4), reflections, PCA colour
     distort: Distortion | None = None
     seed: int = 0
@@ -325,9 +325,11 @@ def _log(line: str) -> None:
 
 def lr_at(config: TrainConfig, epoch: float) -> float:
     """The learning rate ``epoch`` epochs into the run (fractional): a linear warm-up from lr/10 over
-    ``warmup`` epochs, then cosine decay to lr/100 or a straight line to 0 at the end."""
+    ``warmup`` epochs, then cosine decay to lr/100, a straight line to 0 at the end, or constant."""
     if epoch < config.warmup:
         return config.lr * (0.1 + 0.9 * epoch / config.warmup)
+    if config.schedule == "constant":
+        return config.lr
     progress = min((epoch - config.warmup) / (config.epochs - config.warmup), 1.0)
     if config.schedule == "linear":
         return config.lr * (1.0 - progress)
@@ -447,7 +449,7 @@ def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: torch.
 def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | ImageData | None = None,
           progress: bool = True, log: Callable[[str], None] = _log, recipe: str | None = None, *,
           resume: bool = False, monitor: Callable[[dict], bool | None] | None = None,
-          report_every: float = 2.0) -> tuple[nn.Module, dict]:
+          report_every: float = 2.0, extra_metrics: Callable[[nn.Module], dict] | None = None) -> tuple[nn.Module, dict]:
     """Train ``config.model`` (a digit or a colour-image model); return the model (eval mode) and its card
     (config, data, metrics per epoch; image models add the test error with test-time reflections).
 
@@ -456,7 +458,7 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
     "metrics": {name: value}}`` at the start, every ``report_every`` seconds of training and after each
     epoch (just before its checkpoint is written); a true return stops the run with :class:`Stopped` (after the
     current step, or the checkpoint). A NaN or infinite training loss raises :class:`Diverged` (a ValueError) before
-    its epoch is saved.
+    its epoch is saved. ``extra_metrics(model)`` adds measurements of its own to every epoch's record (rank 0).
     Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments.
     """
     config = config.resolved()
@@ -562,8 +564,9 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
         train_seconds = time.perf_counter() - epoch_start
         if master:
             test_error = error_rate(model, data.test_x, data.test_y, amp_dtype)
+            extra = extra_metrics(model) if extra_metrics else {}
             metrics = {"epoch": epoch + 1, "loss": total_loss / seen, "train_error": 100.0 * wrong / seen,
-                       "test_error": test_error, "seconds": train_seconds, "images_per_s": seen / train_seconds}
+                       "test_error": test_error, "seconds": train_seconds, "images_per_s": seen / train_seconds, **extra}
             card["epochs"].append(metrics)
             card["elapsed"] = elapsed + time.perf_counter() - start
             log(f"epoch {epoch + 1:3d}  loss {metrics['loss']:.4f}  train err {metrics['train_error']:.2f}%  "
@@ -573,7 +576,8 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
                                      "metrics": {"test_error": test_error, "epoch_loss": metrics["loss"],
                                                  "epoch_train_error": metrics["train_error"],
                                                  "epoch_seconds": train_seconds,
-                                                 "epoch_images_per_s": metrics["images_per_s"], **memory()}})) or stop
+                                                 "epoch_images_per_s": metrics["images_per_s"], **extra,
+                                                 **memory()}})) or stop
         rng = distributed.gather(_rng_state(device, generator, distort_generator))
         if master and out is not None:
             convnets.save_checkpoint(last, config.model, config.options, model, card, optimizer=optimizer.state_dict(),

@@ -2,8 +2,8 @@
 
 Runs live in the run store of ``training.store.default_runs_dir()`` (``$CONVNET_LAB_RUNS``); the page starts
 a background worker (``training.worker.ensure_worker``) when a run is queued and none is alive, unless
-``$CONVNET_LAB_NO_WORKER`` is set. Experiment results are read from ``$CONVNET_LAB_EXPERIMENTS`` or
-``runs/experiments`` (where ``convnet-lab experiment`` writes them).
+``$CONVNET_LAB_NO_WORKER`` is set. Experiment results are read from ``training.experiments.results_dir()``
+(where ``convnet-lab experiment`` writes them).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import resources
 import streamlit as st
 
 from training.augment import Distortion
-from training.experiments import DEFAULT_OUT
+from training.experiments import SHIPPED_RESULTS, results_dir
 from training.loop import RECIPES, TrainConfig, cpu_has_bf16, takes_images
 from training.store import STALE_AFTER, Run, RunStore, StoreError, default_runs_dir, pid_alive
 from training.worker import LOG_FILE, background_pid, ensure_worker, submit
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_WORKER = "CONVNET_LAB_NO_WORKER"  # set to 1: the app never starts a worker (tests; a worker you run yourself)
-EXPERIMENTS = "CONVNET_LAB_EXPERIMENTS"  # the experiments' results folder (default: runs/experiments)
+EXPERIMENTS = "CONVNET_LAB_EXPERIMENTS"  # the experiments' results folder (training.experiments.results_dir)
 ACTIVE = ("queued", "running")
 REFRESH_SECONDS = 2.0
 COMPARE_KEY, MESSAGE_KEY = "training_compare", "training_message"
@@ -415,7 +415,6 @@ def dropout_augmentation(result: dict) -> None:
 
 st.divider()
 st.header("The AlexNet paper's experiments")
-SHIPPED_RESULTS = ROOT / "training" / "results"  # this project's measured results, shown until you have your own
 
 
 def result_files(folder: Path) -> tuple[tuple[str, float], ...]:
@@ -424,15 +423,16 @@ def result_files(folder: Path) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(((p.name, p.stat().st_mtime) for p in found), key=lambda v: -v[1]))
 
 
-folder = Path(os.environ.get(EXPERIMENTS) or ROOT / DEFAULT_OUT)
+folder = results_dir()
 files = result_files(folder)
 shipped = not files and SHIPPED_RESULTS.is_dir()
 if shipped:
     folder, files = SHIPPED_RESULTS, result_files(SHIPPED_RESULTS)
 results, unreadable = read_results(str(folder), files)
-where = (f"the results measured for this project (on its 2-core CPU), shipped in `{folder.relative_to(ROOT)}`; yours will "
-         f"replace them once `convnet-lab experiment` writes to `{ROOT / DEFAULT_OUT}`") if shipped else f"`{folder}`"
-st.caption(f"Results of `convnet-lab experiment` read from {where} (set `${EXPERIMENTS}` for another folder)."
+where = ("the results measured for this project (on its 2-core CPU), shipped in `training/results` of the package; yours "
+         "replace them once `convnet-lab experiment` writes some") if shipped else "the experiments folder"
+st.caption(f"Results of `convnet-lab experiment` read from {where} (`${EXPERIMENTS}`; by default `experiments/` in the runs "
+           "folder)."
            + (f" Skipped unreadable: {', '.join(unreadable)}." if unreadable else ""))
 
 EXPERIMENT_SECTIONS = (  # title, the results' "experiment", widget key, CLI subcommand, plot

@@ -8,8 +8,8 @@ cell, picks a CIFAR-10 sample image on the AlexNet page (kernel grid, six neares
 images), and writes a screenshot per step. Fails (exit 1) if any page shows a Streamlit
 exception box or a step does not do what it should.
 
-    python dashboard/browser_check.py            # Debian's chromium at /usr/bin/chromium
-    python dashboard/browser_check.py --chromium /path/to/chrome --shots /tmp/shots --port 8599
+    python tests/browser_check.py            # Debian's chromium at /usr/bin/chromium
+    python tests/browser_check.py --chromium /path/to/chrome --shots /tmp/shots --port 8599
 """
 
 from __future__ import annotations

@@ -1,0 +1,32 @@
+"""Serve the dashboard: ``python -m training.serve run APP [streamlit flags]`` (what ``convnet-lab app`` runs).
+
+Streamlit imports the app's modules on the first page request; importing the heavy ones (torch ~3 s) and parsing
+the offline digits before the server starts keeps that first page fast. Then it is plain ``streamlit run``.
+"""
+
+from __future__ import annotations
+
+
+def warm_up() -> None:
+    """Import what the first page needs and read the offline digits; a warm-up only, so failures are reported, not raised."""
+    try:
+        import plotly.graph_objects  # noqa: F401
+        import torch  # noqa: F401
+
+        import convnets  # noqa: F401
+        import training.data
+
+        training.data.load_sample()
+    except Exception as exc:  # the pages report real problems themselves
+        print(f"convnet lab: warm-up skipped ({exc})", flush=True)
+
+
+def main() -> None:
+    warm_up()
+    from streamlit.web.cli import main as streamlit_main
+
+    streamlit_main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    main()
