@@ -29,7 +29,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from convnets.alexnet import CIFAR10_CLASSES  # noqa: E402
+from convnets.pictures import CIFAR10_CLASSES  # noqa: E402
 from training.images import CIFAR_SAMPLE_FILE, _extract_once, _find_root  # noqa: E402
 
 EVERY = {"train": 25, "test": 10}  # 5,000 -> 200 and 1,000 -> 100 files per class

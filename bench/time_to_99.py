@@ -45,7 +45,7 @@ from torchvision import transforms
 
 import convnets
 from training.data import DigitData, load_digits
-from training.loop import RECIPES, TrainConfig, epoch_steps, error_rate, make_optimizer, pick_device
+from training.loop import RECIPES, TrainConfig, epoch_steps, error_rate, make_optimizer, make_scheduler, pick_device
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "../shared/data/mnist.npz"
@@ -149,13 +149,15 @@ def convnet_lab(data: DigitData, args, device: torch.device) -> Pipeline:
     data = data.to(device)
     model = convnets.get_model(config.model, **config.options).to(device)
     optimizer = make_optimizer(config, model)
+    steps = math.ceil(len(data.train_y) / config.batch_size)
+    scheduler = make_scheduler(config, optimizer, steps)
 
     def segments():
-        steps = math.ceil(len(data.train_y) / config.batch_size)
         marks = eval_marks(steps, args.evals_per_epoch)
         for epoch in range(config.epochs):
             seen = 0
-            for step, _, _ in epoch_steps(config, model, optimizer, data.train_x, data.train_y, epoch, generator):
+            for step, _, _ in epoch_steps(config, model, optimizer, data.train_x, data.train_y, epoch, generator,
+                                          scheduler=scheduler):
                 seen += min(config.batch_size, len(data.train_y) - step * config.batch_size)
                 if step + 1 in marks:
                     yield epoch + (step + 1) / steps, seen

@@ -17,22 +17,16 @@ Public API::
     robustness(model, images, labels, kind) -> acc  # accuracy per level over a test set
 """
 
-from .alexnet import (
-    GREY_CHROMA,
-    PAPER_ALEXNET,
-    WeightsError,
-    imagenet_categories,
-    kernel_chroma,
-    kernel_colour,
-    paper_comparison,
-    prepare_images,
-    top_classes,
-)
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .invariance import TRANSFORMS, Sweep, robustness, sweep, transform
+from .kernels import GREY_CHROMA, kernel_chroma, kernel_colour
 from .models import get_model, load_pretrained, model_from_checkpoint, model_names
+from .paper import PAPER_ALEXNET
+from .paper_counts import paper_comparison
+from .pictures import prepare_images
 from .probes import LayerRow, activations, activations_and_scores, layer_table, named_layers
 from .retrieval import embed, embedding_layer, nearest, pca_2d, project
+from .torchvision_alexnet import WeightsError, imagenet_categories, top_classes
 
 __version__ = "0.1.0"
 

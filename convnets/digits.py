@@ -80,7 +80,7 @@ def to_grayscale(image: np.ndarray | Image.Image) -> np.ndarray:
     so either way the strokes stay ink.
     """
     if isinstance(image, Image.Image):
-        array = _pil_to_array(image)
+        array = pil_to_array(image)
     elif isinstance(image, np.ndarray):
         array = image
     else:
@@ -92,7 +92,7 @@ def to_grayscale(image: np.ndarray | Image.Image) -> np.ndarray:
             f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}; pass one picture, not a batch"
         )
     _check_size(array.shape[0], array.shape[1])
-    values = _to_unit(array)
+    values = to_unit(array)
     if values.ndim == 2:
         return values
     colour, alpha = (values[..., :1], values[..., 1]) if values.shape[2] == 2 else (values[..., :3], None)
@@ -164,7 +164,8 @@ def _check_size(height: int, width: int) -> None:
         raise ValueError(f"image is {width}x{height} pixels; it needs at least {MIN_SIDE}x{MIN_SIDE}: use a larger picture")
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL picture as an array of its own pixels (size checked before decoding, EXIF rotation applied)."""
     _check_size(image.height, image.width)  # before decoding any pixels
     image = ImageOps.exif_transpose(image)  # phone photos: apply the camera's rotation
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
@@ -176,7 +177,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def _to_unit(array: np.ndarray) -> np.ndarray:
+def to_unit(array: np.ndarray) -> np.ndarray:
     """Any supported dtype -> float32 in [0, 1]."""
     if array.dtype == np.bool_:
         return array.astype(np.float32)

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .alexnet import AlexNet, AlexNetCifar, FourLayerCNN, TorchvisionAlexNet, load_torchvision_alexnet
+from .alexnet import AlexNet, AlexNetCifar, FourLayerCNN
 from .checkpoint import CheckpointError, load_state, read_checkpoint
 from .lenet import LeNet5, LeNet5Modern
+from .torchvision_alexnet import TorchvisionAlexNet, load_torchvision_alexnet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,

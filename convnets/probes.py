@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .inference import capture, inference
 from .lenet import EuclideanRBF, SparseConv2d, Squash, Subsampling
 
 
@@ -31,18 +32,9 @@ def activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def activations_and_scores(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """:func:`activations` and the model's own output (its class scores) from one forward pass."""
-    outputs: dict[str, torch.Tensor] = {}
-    handles = [
-        layer.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach()))
-        for name, layer in named_layers(model)
-    ]
-    try:
-        with torch.no_grad():
-            scores = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    """:func:`activations` and the model's own output (its class scores) from one forward pass, in eval mode."""
+    with inference(model), capture(named_layers(model)) as outputs:
+        scores = model(x)
     return outputs, scores
 
 
@@ -89,26 +81,14 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     if shape is None:
         raise ValueError("pass input_shape, e.g. (1, 28, 28); this model does not declare one")
     layers = named_layers(model)
-    leaf_connections: dict[str, int] = {}
-    layer_outputs: dict[str, torch.Tensor] = {}
-    handles = []
-    for name, layer in layers:
-        handles.append(layer.register_forward_hook(lambda _m, _i, out, name=name: layer_outputs.__setitem__(name, out)))
-        leaf_connections[name] = 0
-        for leaf in layer.modules():
-            if next(leaf.children(), None) is None:
-                handles.append(leaf.register_forward_hook(
-                    lambda m, _i, out, name=name: leaf_connections.__setitem__(name, leaf_connections[name] + _connections(m, out))
-                ))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *shape, device=next(model.parameters()).device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    leaves = [(f"{name}/{i}", name, leaf) for name, layer in layers
+              for i, leaf in enumerate(layer.modules()) if next(leaf.children(), None) is None]
+    with inference(model), capture(layers) as layer_outputs, capture((key, leaf) for key, _, leaf in leaves) as leaf_outputs:
+        model(torch.zeros(1, *shape, device=next(model.parameters()).device))
+    leaf_connections = {name: 0 for name, _ in layers}
+    for key, name, leaf in leaves:
+        if key in leaf_outputs:
+            leaf_connections[name] += _connections(leaf, leaf_outputs[key])
     rows = []
     for name, layer in layers:
         out = layer_outputs[name]

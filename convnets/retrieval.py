@@ -12,6 +12,7 @@ import time
 import torch
 from torch import nn
 
+from .inference import capture, inference
 from .probes import named_layers
 
 
@@ -38,15 +39,10 @@ def embed(model: nn.Module, x: torch.Tensor, layer: str | None = None, batch_siz
     if name not in layers:
         raise ValueError(f"{type(model).__name__} has no layer '{name}'; its layers: {', '.join(layers)}")
     captured: list[torch.Tensor] = []
-    handle = layers[name].register_forward_hook(lambda _m, _i, out: captured.append(out.detach().flatten(1).clone()))
-    was_training = model.training
-    model.eval()
-    try:
+    with inference(model), capture([(name, layers[name])]) as outputs:
         for start in range(0, len(x), batch_size):
             model(x[start:start + batch_size])
-    finally:
-        handle.remove()
-        model.train(was_training)
+            captured.append(outputs[name].flatten(1).clone())
     if not captured:
         raise ValueError("embed needs at least one image")
     return torch.cat(captured)

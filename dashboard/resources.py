@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 import convnets
-from convnets.alexnet import top_of_scores
 from convnets.models import WEIGHTS_DIR
+from convnets.paper import PAPER_LENET5_ERRORS
+from convnets.torchvision_alexnet import top_of_scores
 from training.data import DataError, evaluation_digits, evaluation_source, load_sample
 from training.store import RunStore, StoreError, default_runs_dir, run_dir
 
@@ -219,10 +220,7 @@ def probe(name: str, image: np.ndarray) -> Probe:
                  probabilities=torch.softmax(scores, dim=0).numpy())
 
 
-PAPER_ERRORS = {  # LeCun et al. (1998), official MNIST test set (10,000 digits)
-    "LeNet-5": 0.95,
-    "LeNet-5, trained on distorted digits": 0.8,
-}
+PAPER_ERRORS = PAPER_LENET5_ERRORS  # LeCun et al. (1998), official MNIST test set (10,000 digits)
 
 
 @dataclass(frozen=True)
@@ -408,7 +406,7 @@ BANK_PER_CLASS = 500  # training images per class in the fc7 bank when the full 
 
 def _torchvision_alexnet_file() -> Path | None:
     """torchvision's AlexNet weights if already on disk ($CONVNET_LAB_WEIGHTS or torch's hub cache); the app never downloads."""
-    from convnets.alexnet import TORCHVISION_WEIGHTS_FILE, _local_torchvision_weights
+    from convnets.torchvision_alexnet import TORCHVISION_WEIGHTS_FILE, _local_torchvision_weights
 
     try:
         found = _local_torchvision_weights(None)
@@ -455,7 +453,7 @@ def _load_image_model(name: str, version: float) -> tuple[nn.Module, dict, threa
         model, card = convnets.load_pretrained(name, weights_path=path)
         lock = threading.Lock()
     if not getattr(model, "classes", None):
-        from convnets.alexnet import CIFAR10_CLASSES
+        from convnets.pictures import CIFAR10_CLASSES
 
         model.classes = list(card.get("classes") or card.get("data", {}).get("classes") or CIFAR10_CLASSES)
     return model.eval(), card, lock
@@ -477,7 +475,7 @@ def without_paths(text: str, placeholder: str = "a local copy") -> str:
 
 
 def _is_cifar10(card: dict) -> bool:
-    from convnets.alexnet import CIFAR10_CLASSES
+    from convnets.pictures import CIFAR10_CLASSES
 
     data = card.get("data") or {}
     return tuple(card.get("classes") or data.get("classes") or ()) == CIFAR10_CLASSES and \
@@ -631,11 +629,11 @@ def nearest_training_images(name: str, probe: ImageProbe, k: int = 6) -> tuple[l
 def kernel_pictures(name: str, version: float, one_scale: bool) -> list[np.ndarray]:
     """The first layer's RGB kernels, one array (n, k, k, 3) in [0, 1] per group (GPU column).
 
-    ``one_scale=False``: each kernel min-max scaled on its own (:func:`convnets.alexnet.first_layer_kernels`, as
+    ``one_scale=False``: each kernel min-max scaled on its own (:func:`convnets.kernels.first_layer_kernels`, as
     cuda-convnet and the paper's Figure 3). ``one_scale=True``: one scale for the whole layer, zero at mid-grey and
     the largest absolute weight at the ends, so weak kernels look weak.
     """
-    from convnets.alexnet import first_layer_kernels
+    from convnets.kernels import first_layer_kernels
 
     model, _, lock = _load_image_model(name, version)
     with lock:

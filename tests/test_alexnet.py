@@ -10,15 +10,11 @@ import torchvision
 from torch import nn
 
 import convnets
-from convnets.alexnet import (
-    PAPER_ALEXNET,
-    AlexNet,
-    PaperLRN,
-    TorchvisionAlexNet,
-    WeightsError,
-    paper_comparison,
-    prepare_images,
-)
+from convnets.alexnet import AlexNet, PaperLRN
+from convnets.paper import PAPER_ALEXNET
+from convnets.paper_counts import paper_comparison
+from convnets.pictures import prepare_images
+from convnets.torchvision_alexnet import TorchvisionAlexNet, WeightsError
 
 # Every layer of the paper's network: output shape (after its pooling), params = weights + biases.
 # conv2, conv4 and conv5 see only their own GPU's half of the maps (two_gpu=True).
@@ -297,7 +293,7 @@ def _picture(mode: str, size=(40, 30)):
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "CMYK", "YCbCr"])
 def test_picture_to_rgb_keeps_the_colour_of_colour_pictures(mode):
-    from convnets.alexnet import picture_to_rgb
+    from convnets.pictures import picture_to_rgb
 
     x = picture_to_rgb(_picture(mode))
     assert x.shape == (3, 30, 40) and x.dtype == torch.float32
@@ -307,7 +303,7 @@ def test_picture_to_rgb_keeps_the_colour_of_colour_pictures(mode):
 
 @pytest.mark.parametrize("mode", ["L", "LA", "I;16", "1"])
 def test_picture_to_rgb_repeats_grey(mode):
-    from convnets.alexnet import picture_to_rgb
+    from convnets.pictures import picture_to_rgb
 
     x = picture_to_rgb(_picture(mode))
     assert x.shape == (3, 30, 40)
@@ -317,7 +313,7 @@ def test_picture_to_rgb_repeats_grey(mode):
 def test_picture_to_rgb_composites_transparency_on_white_and_takes_a_gifs_first_frame(tmp_path):
     from PIL import Image
 
-    from convnets.alexnet import picture_to_rgb
+    from convnets.pictures import picture_to_rgb
 
     assert torch.all(picture_to_rgb(Image.new("RGBA", (20, 20), (0, 0, 0, 0))) == 1.0)
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
@@ -332,7 +328,7 @@ def test_picture_to_rgb_composites_transparency_on_white_and_takes_a_gifs_first_
 def test_picture_to_rgb_refuses_tiny_and_enormous_pictures(size):
     from PIL import Image
 
-    from convnets.alexnet import picture_to_rgb
+    from convnets.pictures import picture_to_rgb
 
     with pytest.raises(ValueError, match="pixels"):
         picture_to_rgb(Image.new("RGB", size))
@@ -343,7 +339,7 @@ def test_picture_to_rgb_refuses_tiny_and_enormous_pictures(size):
                           ("alexnet-cifar", {}, 48, 5, 1), ("alexnet-cifar", {"width": 2}, 96, 5, 1),
                           ("alexnet-torchvision", {}, 64, 11, 1)])
 def test_first_layer_kernels_as_colour_images(name, options, count, side, groups):
-    from convnets.alexnet import first_layer_kernels
+    from convnets.kernels import first_layer_kernels
 
     model = convnets.get_model(name, **options)
     images, found_groups = first_layer_kernels(model)
@@ -356,7 +352,7 @@ def test_first_layer_kernels_as_colour_images(name, options, count, side, groups
 
 
 def test_first_layer_kernels_refuse_a_digit_model():
-    from convnets.alexnet import first_layer_kernels
+    from convnets.kernels import first_layer_kernels
 
     with pytest.raises(ValueError, match="no RGB first conv"):
         first_layer_kernels(convnets.get_model("lenet5-modern"))
@@ -373,7 +369,7 @@ def test_one_forward_pass_gives_the_activations_the_scores_and_the_embedding(nam
     assert torch.allclose(outputs[convnets.embedding_layer(model)].flatten(1), convnets.embed(model, x))
     assert list(outputs) == [layer for layer, _ in convnets.named_layers(model)]
     if name == "alexnet-cifar":
-        from convnets.alexnet import top_of_scores
+        from convnets.torchvision_alexnet import top_of_scores
 
         model.classes = [f"class {i}" for i in range(10)]
         assert top_of_scores(scores, model.classes, k=3) == convnets.top_classes(model, x, k=3)

@@ -94,7 +94,7 @@ def test_offline_the_page_shows_kernels_top5_and_nearest_training_images(sample,
     top = at.get("plotly_chart")[0].proto.spec
     with torch.no_grad():
         probabilities = model(as_float(sample.test_x[:1])).softmax(1)[0]
-    expected = [convnets.alexnet.CIFAR10_CLASSES[i] for i in probabilities.topk(5).indices.tolist()]
+    expected = [convnets.pictures.CIFAR10_CLASSES[i] for i in probabilities.topk(5).indices.tolist()]
     assert all(f'"{name}"' in top for name in expected)
     assert f"True class: **{sample.classes[sample.test_y[0]]}**" in texts(at)
     # conv1 and conv5 feature maps

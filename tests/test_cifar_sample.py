@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import convnets
-from convnets.alexnet import CIFAR10_CLASSES
+from convnets.pictures import CIFAR10_CLASSES
 from training.images import CIFAR_SAMPLE_FILE, _cifar_sample_arrays, as_float, cifar_sample
 
 ROOT = Path(__file__).resolve().parents[1]

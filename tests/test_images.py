@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convnets.alexnet import CIFAR10_CLASSES
+from convnets.pictures import CIFAR10_CLASSES
 from training.data import DataError
 from training.image_augment import (
     ImageAugment,

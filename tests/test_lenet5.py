@@ -5,8 +5,9 @@ import torch
 
 import convnets
 from convnets.lenet import LeNet5, Subsampling, c3_connection_mask, digit_prototypes, map_loss
+from convnets.paper import PAPER_LENET5_ERRORS, PAPER_LENET5_LAYERS
 
-# Section II-B of the paper.
+# Section II-B of the paper: its counts (convnets.paper, checked against the numbers as printed) and output shapes.
 PAPER = {
     "C1": (156, 122_304, (6, 28, 28)),
     "S2": (12, 5_880, (6, 14, 14)),
@@ -15,6 +16,11 @@ PAPER = {
     "C5": (48_120, 48_120, (120, 1, 1)),
     "F6": (10_164, 10_164, (84,)),
 }
+
+
+def test_the_papers_numbers_module_holds_the_printed_counts():
+    assert PAPER_LENET5_LAYERS == {name: (params, connections) for name, (params, connections, _) in PAPER.items()}
+    assert PAPER_LENET5_ERRORS == {"LeNet-5": 0.95, "LeNet-5, trained on distorted digits": 0.8}
 
 # Table I as printed: rows are S2 maps 0-5, columns C3 maps 0-15.
 TABLE_I = """

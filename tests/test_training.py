@@ -64,10 +64,14 @@ def test_bad_checkpoints_give_one_clear_error(sample_data, tmp_path):
         convnets.read_checkpoint(tmp_path / "foreign.pt")
 
 
-def test_cli_help_for_every_subcommand():
-    for sub in ([], ["train"], ["evaluate"], ["layers"]):
-        result = subprocess.run([sys.executable, "-m", "training.cli", *sub, "--help"], capture_output=True, text=True)
-        assert result.returncode == 0 and "usage: convnet-lab" in result.stdout
+def test_cli_help_for_every_subcommand(capsys):
+    """In-process (argparse exits 0 after printing help); one interpreter for the real entry point."""
+    for sub in ([], ["train"], ["evaluate"], ["layers"], ["experiment"], ["experiment", "dropout-aug"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*sub, "--help"])
+        assert exit_.value.code == 0 and "usage: convnet-lab" in capsys.readouterr().out
+    result = subprocess.run([sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage: convnet-lab" in result.stdout
 
 
 def test_cli_layers_prints_the_papers_counts(capsys):

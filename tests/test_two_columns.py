@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import convnets
-from convnets.alexnet import GREY_CHROMA, AlexNetCifar, PaperLRN, first_layer_kernels, kernel_chroma, kernel_colour
+from convnets.alexnet import AlexNetCifar, PaperLRN
+from convnets.kernels import GREY_CHROMA, first_layer_kernels, kernel_chroma, kernel_colour
 
 CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
 

@@ -20,6 +20,7 @@ from convnets import CheckpointError
 from . import distributed
 from .augment import Distortion
 from .data import DataError
+from .experiments import add_commands as add_experiment_commands
 from .loop import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, check_config, error_rate, load_data, pick_device, takes_images, train
 from .store import STALE_AFTER, RunStore, StoreReadOnly, default_runs_dir
 
@@ -398,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("experiment", help="AlexNet-track experiments: relu-tanh, dropout-aug, evaluate, time-retrieval",
-                       description="Runs `python -m training.experiments`; see `convnet-lab experiment --help`.")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+                       description="The AlexNet paper's experiments and evaluations (training.experiments).")
+    add_experiment_commands(p.add_subparsers(dest="command", required=True))
 
     p = sub.add_parser("app", help="start the dashboard in the browser (streamlit, on localhost)",
                        description="Serve the Streamlit dashboard. It listens on localhost unless --address says otherwise.")
@@ -413,10 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["experiment"]:  # its own parser, with its own subcommands
-        from .experiments import main as experiments_main
-
-        return experiments_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

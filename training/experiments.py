@@ -38,7 +38,7 @@ from convnets.retrieval import benchmark_nearest
 from .data import DataError
 from .image_augment import ImageAugment, colour_pca
 from .images import ImageData, class_count, evaluate_topk, load_images
-from .loop import Diverged, Stopped, TrainConfig, describe_device, pick_device, train
+from .loop import PRECISIONS, Diverged, Stopped, TrainConfig, describe_device, pick_device, train
 from .store import default_runs_dir
 
 SHIPPED_RESULTS = Path(__file__).parent / "results"  # this project's measured results, shown until you have your own
@@ -66,6 +66,9 @@ DROPOUT_AUG_PRESETS: dict[str, dict] = {
     "smoke": {"train_size": 1000, "test_size": 500, "epochs": 3, "width": 0.5, "hidden": 512, "lr": 0.01, "batch_size": 64},
     # cpu: a small training set for many epochs, so overfitting (and what dropout and augmentation do to it) shows
     "cpu": {"train_size": 2500, "test_size": 1000, "epochs": 20, "width": 0.5, "hidden": 1024, "lr": 0.01, "batch_size": 64},
+    # cpu-full: the whole of CIFAR-10 at width 1 (about 70 s an epoch with --precision bf16 --no-lrn --threads 2)
+    "cpu-full": {"train_size": 50000, "test_size": 10000, "epochs": 8, "width": 1.0, "hidden": 1024, "lr": 0.02,
+                 "batch_size": 128},
     "gpu": {"train_size": 50000, "test_size": 10000, "epochs": 60, "width": 2.0, "hidden": 2048, "lr": 0.01,
             "batch_size": 128},
 }
@@ -180,7 +183,7 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
                          batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
                          settings: Sequence[tuple[float, bool]] = ((0.5, True), (0.5, False), (0.0, True), (0.0, False)),
                          clean_train_eval: int = 1000, ten_patch: bool = True, seed: int = 0,
-                         log: Callable[[str], None] = _log, **loop) -> dict:
+                         lrn: bool = True, log: Callable[[str], None] = _log, **loop) -> dict:
     """``alexnet-cifar`` with dropout on/off and the paper's augmentation on/off: train and test error per epoch.
 
     Each ``(dropout, augmented)`` setting starts from the same seed; SGD with momentum and weight
@@ -195,7 +198,8 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
     runs = []
     for dropout, augmented in settings:
         label = f"dropout={dropout:g} aug={'on' if augmented else 'off'}"
-        config = experiment_config("alexnet-cifar", {"width": width, "hidden": hidden, "dropout": dropout}, data,
+        options = {"width": width, "hidden": hidden, "dropout": dropout, **({} if lrn else {"lrn": False})}
+        config = experiment_config("alexnet-cifar", options, data,
                                    epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                                    weight_decay=weight_decay, schedule="cosine", augment=augmented, seed=seed, **loop)
         model, run = curve_run(config, data, clean_train_eval=min(clean_train_eval, len(data.train_y)), log=log,
@@ -210,7 +214,8 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
                             "final_train_error_clean": r["curve"][-1].get("train_error_clean"),
                             "gap": (r["curve"][-1].get("test_error") or 0) - (r["curve"][-1].get("train_error_clean") or 0)}
                for r in runs}
-    conditions = {"model": "alexnet-cifar", "width": width, "hidden": hidden, "lr": lr, "schedule": "cosine to lr/100",
+    conditions = {"model": "alexnet-cifar", "width": width, "hidden": hidden, "lrn": lrn, "lr": lr,
+                  "schedule": "cosine to lr/100",
                   "epochs": epochs, "batch_size": batch_size, "momentum": momentum, "weight_decay": weight_decay,
                   "weight_decay_on": "weights, not biases", "colour_pca": pca.as_dict(), "seed": seed,
                   "data": data.summary(), **loop}
@@ -256,9 +261,9 @@ def _settings(args: argparse.Namespace, presets: dict[str, dict]) -> dict:
     return chosen
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="convnet-lab experiment", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The experiments' sub-commands (relu-tanh, dropout-aug, evaluate, time-retrieval) under ``sub``; each sets
+    ``func`` to :func:`run`. ``convnet-lab experiment`` and ``python -m training.experiments`` share them."""
 
     def common(p: argparse.ArgumentParser, presets: dict[str, dict]) -> None:
         p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision download) or an image folder / .tar.gz")
@@ -289,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=float, help="channel multiplier of alexnet-cifar (1 = one GPU column of the paper)")
     p.add_argument("--hidden", type=int, help="units of fc6 and fc7")
     p.add_argument("--lr", type=float)
+    p.add_argument("--no-lrn", action="store_true", help="without the paper's local response normalisation (faster)")
+    p.add_argument("--warmup", type=float, default=0.0, help="epochs of linear warm-up from lr/10 (default 0)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto (fp32 on a CPU), fp32, bf16, fp16")
 
     p = sub.add_parser("evaluate", help="top-1 / top-5 error of a model on a labelled image folder")
     p.add_argument("model", help="a pretrained name (alexnet-torchvision, ...) or a convnet-lab checkpoint path")
@@ -307,10 +315,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
 
+    for p in sub.choices.values():
+        p.set_defaults(func=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.experiments ...`` (the same as ``convnet-lab experiment ...``)."""
+    parser = argparse.ArgumentParser(prog="convnet-lab experiment", description=__doc__.split("\n\n")[0])
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.argv = ["experiment", *(sys.argv[1:] if argv is None else argv)]
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment sub-command ``args.command``; 2 and one line on stderr for bad input."""
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    command = "convnet-lab experiment " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    command = "convnet-lab " + shlex.join(args.argv)
     if args.command == "time-retrieval":
         print(json.dumps(benchmark_nearest(args.n, args.dim), indent=1))
         return 0
@@ -330,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = _load(args).to(device)
             result = dropout_augmentation(data, epochs=settings["epochs"], width=settings["width"],
                                           hidden=settings["hidden"], lr=settings["lr"], batch_size=settings["batch_size"],
-                                          seed=args.seed)
+                                          seed=args.seed, lrn=not args.no_lrn, warmup=args.warmup,
+                                          precision=args.precision)
     except (DataError, ValueError, convnets.CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

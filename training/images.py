@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from convnets.alexnet import fit_size
+from convnets.inference import inference
+from convnets.pictures import fit_size
 
 from .data import DataError, cache_dir
 from .image_augment import centre_crop, ten_patch_probs
@@ -298,7 +299,7 @@ def load_image_folder(path: str | os.PathLike, size: int | None = None, train_pe
 def _is_cifar10(classes: Sequence[str], size: tuple[int, int], train: int, test: int) -> bool:
     """CIFAR-10 in the image-folder layout: its ten class names, 32x32, and the official split sizes (or fewer,
     when only part of it was asked for)."""
-    from convnets.alexnet import CIFAR10_CLASSES
+    from convnets.pictures import CIFAR10_CLASSES
 
     return tuple(classes) == CIFAR10_CLASSES and size == (32, 32) and train <= 50_000 and test <= 10_000
 
@@ -452,11 +453,9 @@ def evaluate_topk(model: torch.nn.Module, data: ImageData | tuple[torch.Tensor, 
         pad = 4 if ten_patch and min(height, width) == size else 0
     labels = _labels_for(model, labels, classes)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     ks = sorted(set(k))
     wrong = dict.fromkeys(ks, 0)
-    try:
+    with inference(model):
         for start in range(0, len(labels), batch_size):
             x = as_float(images[start:start + batch_size].to(device))
             y = labels[start:start + batch_size].to(device)
@@ -467,8 +466,6 @@ def evaluate_topk(model: torch.nn.Module, data: ImageData | tuple[torch.Tensor, 
             top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
             for kk in ks:
                 wrong[kk] += int((top[:, :kk] != y.unsqueeze(1)).all(dim=1).sum())
-    finally:
-        model.train(was_training)
     return {**{f"top{kk}_error": 100.0 * wrong[kk] / len(labels) for kk in ks}, "images": len(labels), "ten_patch": ten_patch}
 
 

@@ -1,4 +1,5 @@
-"""The training loop: one function, read top to bottom, for digit and colour-image models alike.
+"""The training loop: one function, read top to bottom, for digit and colour-image models alike (its named
+pieces: ``_prepare``, ``_train_epoch``, ``_record_epoch``, ``_save_last``; the schedule is a ``LambdaLR``).
 
 Data sits on the device as uint8 tensors; each step slices a batch, converts
 it to floats, optionally distorts it (digits: the paper's affine distortions;
@@ -31,10 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 import convnets
 from convnets.checkpoint import load_state
+from convnets.inference import inference
 from convnets.lenet import map_loss
 
 from . import distributed
@@ -293,23 +296,20 @@ def model_input(images: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if not x.is_floating_point() else x
 
 
-@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, amp_dtype: torch.dtype | None = None,
             flip: bool = False) -> torch.Tensor:
     """Predicted classes for uint8 digits (N, 28, 28) or colour images (N, 3, S, S).
 
     ``flip=True`` averages the softmax of each image and its mirror image (test-time reflection)."""
-    was_training = model.training
-    model.eval()
     preds = []
-    for i in range(0, len(images), batch_size):
-        x = model_input(images[i:i + batch_size])
-        with torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-            scores = model(x).float()
-            if flip:
-                scores = scores.softmax(1) + model(x.flip(-1)).float().softmax(1)
-        preds.append(scores.argmax(1))
-    model.train(was_training)
+    with inference(model):
+        for i in range(0, len(images), batch_size):
+            x = model_input(images[i:i + batch_size])
+            with torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                scores = model(x).float()
+                if flip:
+                    scores = scores.softmax(1) + model(x.flip(-1)).float().softmax(1)
+            preds.append(scores.argmax(1))
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=images.device)
 
 
@@ -347,19 +347,30 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return torch.optim.Adam(groups, lr=config.lr)
 
 
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                   done_steps: int = 0) -> LambdaLR:
+    """:func:`lr_at` as a ``LambdaLR`` stepped after every optimiser step; ``done_steps`` were taken already (a resumed
+    run, whose optimiser state may predate the scheduler: hence the ``initial_lr`` default)."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", config.lr)
+    return LambdaLR(optimizer, lambda step: lr_at(config, step / steps_per_epoch) / config.lr, last_epoch=done_steps - 1)
+
+
 def epoch_steps(config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
                 train_y: torch.Tensor, epoch: int, generator: torch.Generator | None = None, *, ctx: Dist = SINGLE,
                 distort_generator: torch.Generator | None = None, amp_dtype: torch.dtype | None = None,
                 scaler: torch.amp.GradScaler | None = None,
                 augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
-                channels_last: bool | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                channels_last: bool | None = None,
+                scheduler: LambdaLR | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """One epoch of optimiser steps over shuffled device-resident digits or images.
 
     Yields ``(step, summed loss, wrong count)`` of this rank's examples after each step, as tensors so the
     device is never forced to synchronise. Under DDP (``ctx.world > 1``) every rank draws the same
     permutation from ``generator`` and trains on its slice of each global batch of ``config.batch_size``.
     ``augment(x, generator)`` changes each float batch (digits: ``config.distort``; images: crops, flips, colour);
-    ``channels_last`` (default: for colour images) hands the model NHWC batches.
+    ``channels_last`` (default: for colour images) hands the model NHWC batches; ``scheduler`` (:func:`make_scheduler`)
+    steps after every optimiser step (without one the learning rate stays as it is).
     """
     n, batch_size = len(train_y), config.batch_size
     steps = distributed.num_steps(n, batch_size, ctx.world)
@@ -368,8 +379,6 @@ def epoch_steps(config: TrainConfig, model: nn.Module, optimizer: torch.optim.Op
     if channels_last is None:  # colour images: the layout oneDNN's convolutions run fastest in
         channels_last = train_x.dim() == 4
     for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(config, epoch + step / steps)
         batch = order[step * batch_size:(step + 1) * batch_size]
         idx = distributed.shard(batch, ctx)
         x, y = model_input(train_x[idx]), train_y[idx]
@@ -390,6 +399,8 @@ def epoch_steps(config: TrainConfig, model: nn.Module, optimizer: torch.optim.Op
         else:
             objective.backward()
             optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         yield step, loss.detach() * len(y), (scores.detach().argmax(1) != y).sum()
 
 
@@ -446,26 +457,45 @@ def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: torch.
     return payload["epoch"], payload["card"]
 
 
-def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | ImageData | None = None,
-          progress: bool = True, log: Callable[[str], None] = _log, recipe: str | None = None, *,
-          resume: bool = False, monitor: Callable[[dict], bool | None] | None = None,
-          report_every: float = 2.0, extra_metrics: Callable[[nn.Module], dict] | None = None) -> tuple[nn.Module, dict]:
-    """Train ``config.model`` (a digit or a colour-image model); return the model (eval mode) and its card
-    (config, data, metrics per epoch; image models add the test error with test-time reflections).
+@dataclass
+class _Run:
+    """What one call of :func:`train` holds while it runs."""
 
-    ``resume=True`` continues from ``out/last.pt`` when there is one. ``monitor(event)`` (rank 0 only) gets
-    ``{"event": "start" | "step" | "epoch", "epoch": epochs done (fractional), "step": optimiser steps done,
-    "metrics": {name: value}}`` at the start, every ``report_every`` seconds of training and after each
-    epoch (just before its checkpoint is written); a true return stops the run with :class:`Stopped` (after the
-    current step, or the checkpoint). A NaN or infinite training loss raises :class:`Diverged` (a ValueError) before
-    its epoch is saved. ``extra_metrics(model)`` adds measurements of its own to every epoch's record (rank 0).
-    Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments.
-    """
-    config = config.resolved()
+    config: TrainConfig
+    ctx: Dist
+    device: torch.device
+    data: DigitData | ImageData
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    model: nn.Module  # the model itself; ``net`` is what trains (the model, or its DDP wrapper)
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LambdaLR
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    generator: torch.Generator  # the data order: the same permutation on every rank
+    distort_generator: torch.Generator
+    augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None
+    card: dict
+    steps_per_epoch: int
+    start_epoch: int
+    elapsed: float  # seconds of earlier lives of a resumed run
+
+    @property
+    def images(self) -> bool:
+        return isinstance(self.data, ImageData)
+
+    def memory(self) -> dict:
+        return {"gpu_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20} if self.device.type == "cuda" else {}
+
+
+def _prepare(config: TrainConfig, data: DigitData | ImageData | None, out: str | Path | None, resume: bool,
+             log: Callable[[str], None], recipe: str | None) -> _Run:
+    """Device, seeds, data on the device, model, optimiser, schedule, augmentation and card; resumed from
+    ``out/last.pt`` when asked and there is one; wrapped in DDP under torchrun."""
     ctx, device = distributed.init(pick_device(config.device))
-    master = ctx.master
     torch.manual_seed(config.seed)
-    generator = torch.Generator(device=device)  # the data order: the same permutation on every rank
+    generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
     distort_generator = generator  # one process: one stream, as always; under DDP each rank distorts differently
     if ctx.world > 1:
@@ -494,7 +524,6 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
     optimizer = make_optimizer(config, model)
     pca = colour_pca(train_x) if images and config.augment else None
     augment = image_augmentation(config, data, model.input_shape[-1], pca) if images else None
-
     card = {"model": config.model, "options": config.options, "config": config.card(),
             "data": {**data.summary(), "train_size": len(train_y)},
             **({"colour_pca": pca.as_dict()} if pca is not None else {}),
@@ -506,90 +535,133 @@ def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | 
         start_epoch, card = _resume(last, config, model, optimizer, scaler, generator, distort_generator, ctx, device)
         elapsed = card.get("elapsed", 0.0)
         log(f"resuming from {last} after epoch {start_epoch}")
+    steps_per_epoch = distributed.num_steps(len(train_y), config.batch_size, ctx.world)
+    scheduler = make_scheduler(config, optimizer, steps_per_epoch, start_epoch * steps_per_epoch)
     net = model
     if ctx.world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         card["world_size"] = ctx.world
-    if not master:
+    return _Run(config, ctx, device, data, train_x, train_y, model, net, optimizer, scheduler, scaler, amp_dtype, generator,
+                distort_generator, augment, card, steps_per_epoch, start_epoch, elapsed)
+
+
+def _train_epoch(run: _Run, epoch: int, monitor: Callable[[dict], bool | None] | None, progress: bool,
+                 report_every: float, stop: bool) -> tuple[float, int, float, bool]:
+    """One epoch of steps, reporting live metrics to ``monitor`` every ``report_every`` seconds and at the epoch's last
+    step; returns (summed loss, wrong count, training seconds, stop requested). Raises :class:`Stopped` mid-epoch."""
+    config, ctx, train_y = run.config, run.ctx, run.train_y
+    run.net.train()
+    total_loss = torch.zeros((), device=run.device)
+    wrong = torch.zeros((), dtype=torch.long, device=run.device)
+    window_loss, window_wrong, window_n, window_start = 0.0, 0, 0, time.perf_counter()
+    epoch_start = time.perf_counter()
+    steps = epoch_steps(config, run.net, run.optimizer, run.train_x, train_y, epoch, run.generator, ctx=ctx,
+                        distort_generator=run.distort_generator, amp_dtype=run.amp_dtype, scaler=run.scaler,
+                        augment=run.augment, scheduler=run.scheduler)
+    bar = tqdm(steps, total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+               leave=False, file=sys.stderr)
+    for step, loss_sum, wrong_count in bar:
+        total_loss += loss_sum
+        wrong += wrong_count
+        if progress and step % 100 == 0:
+            bar.set_postfix(loss=f"{total_loss.item() / min((step + 1) * config.batch_size, len(train_y)):.4f}")
+        # every report_every seconds, and at an epoch's last step, so epochs shorter than that still get a point
+        if monitor and (time.perf_counter() - window_start >= report_every or step == run.steps_per_epoch - 1):
+            # live metrics over the steps since the last report (rank 0's digits; throughput of all ranks)
+            local = distributed.digits_seen(step + 1, len(train_y), config.batch_size, ctx)
+            loss_now, wrong_now = total_loss.item(), wrong.item()
+            if ctx.world == 1:  # under DDP the ranks stop together, at the epoch's end
+                _check_finite(loss_now, epoch + 1, config)
+            now = time.perf_counter()
+            metrics = {"loss": (loss_now - window_loss) / max(local - window_n, 1),
+                       "train_error": 100.0 * (wrong_now - window_wrong) / max(local - window_n, 1),
+                       "images_per_s": (local - window_n) * ctx.world / (now - window_start),
+                       "lr": run.optimizer.param_groups[0]["lr"], **run.memory()}
+            stop = bool(monitor({"event": "step", "epoch": epoch + (step + 1) / run.steps_per_epoch,
+                                 "step": epoch * run.steps_per_epoch + step + 1, "metrics": metrics})) or stop
+            window_loss, window_wrong, window_n, window_start = loss_now, wrong_now, local, time.perf_counter()
+        if ctx.world > 1 and (step + 1) % STOP_SYNC_STEPS == 0:  # ranks agree on stopping at the same step
+            stop = distributed.any_rank(stop, run.device)
+        if stop:
+            raise Stopped(f"stopped in epoch {epoch + 1}, step {step + 1}")
+    distributed.all_sum(total_loss, wrong)
+    total_loss, wrong = total_loss.item(), wrong.item()
+    _check_finite(total_loss, epoch + 1, config)  # every rank: all_sum gave them the same total
+    return total_loss, wrong, time.perf_counter() - epoch_start, stop
+
+
+def _record_epoch(run: _Run, epoch: int, total_loss: float, wrong: int, train_seconds: float, since: float,
+                  monitor: Callable[[dict], bool | None] | None, extra_metrics: Callable[[nn.Module], dict] | None,
+                  log: Callable[[str], None]) -> bool:
+    """Rank 0 after an epoch: the test error (and ``extra_metrics``) into the card, the log and ``monitor``; returns
+    whether ``monitor`` asked to stop."""
+    seen = min(run.steps_per_epoch * run.config.batch_size, len(run.train_y))  # examples per epoch, all ranks together
+    test_error = error_rate(run.model, run.data.test_x, run.data.test_y, run.amp_dtype)
+    extra = extra_metrics(run.model) if extra_metrics else {}
+    metrics = {"epoch": epoch + 1, "loss": total_loss / seen, "train_error": 100.0 * wrong / seen,
+               "test_error": test_error, "seconds": train_seconds, "images_per_s": seen / train_seconds, **extra}
+    run.card["epochs"].append(metrics)
+    run.card["elapsed"] = run.elapsed + time.perf_counter() - since
+    log(f"epoch {epoch + 1:3d}  loss {metrics['loss']:.4f}  train err {metrics['train_error']:.2f}%  "
+        f"test err {test_error:.2f}%  ({train_seconds:.1f}s, {metrics['images_per_s']:.0f} img/s)")
+    if not monitor:
+        return False
+    return bool(monitor({"event": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * run.steps_per_epoch,
+                         "metrics": {"test_error": test_error, "epoch_loss": metrics["loss"],
+                                     "epoch_train_error": metrics["train_error"], "epoch_seconds": train_seconds,
+                                     "epoch_images_per_s": metrics["images_per_s"], **extra, **run.memory()}}))
+
+
+def _save_last(run: _Run, last: Path, epoch: int) -> None:
+    """The resume point after ``epoch``: weights, optimiser, schedule, scaler, every rank's RNG states (rank 0 writes)."""
+    rng = distributed.gather(_rng_state(run.device, run.generator, run.distort_generator))  # every rank takes part
+    if run.ctx.master:
+        convnets.save_checkpoint(last, run.config.model, run.config.options, run.model, run.card,
+                                 optimizer=run.optimizer.state_dict(), epoch=epoch + 1, rng=rng,
+                                 **({"scaler": run.scaler.state_dict()} if run.scaler else {}))
+
+
+def train(config: TrainConfig, out: str | Path | None = None, data: DigitData | ImageData | None = None,
+          progress: bool = True, log: Callable[[str], None] = _log, recipe: str | None = None, *,
+          resume: bool = False, monitor: Callable[[dict], bool | None] | None = None,
+          report_every: float = 2.0, extra_metrics: Callable[[nn.Module], dict] | None = None) -> tuple[nn.Module, dict]:
+    """Train ``config.model`` (a digit or a colour-image model); return the model (eval mode) and its card
+    (config, data, metrics per epoch; image models add the test error with test-time reflections).
+
+    ``resume=True`` continues from ``out/last.pt`` when there is one. ``monitor(event)`` (rank 0 only) gets
+    ``{"event": "start" | "step" | "epoch", "epoch": epochs done (fractional), "step": optimiser steps done,
+    "metrics": {name: value}}`` at the start, every ``report_every`` seconds of training and after each
+    epoch (just before its checkpoint is written); a true return stops the run with :class:`Stopped` (after the
+    current step, or the checkpoint). A NaN or infinite training loss raises :class:`Diverged` (a ValueError) before
+    its epoch is saved. ``extra_metrics(model)`` adds measurements of its own to every epoch's record (rank 0).
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments.
+    """
+    config = config.resolved()
+    run = _prepare(config, data, out, resume, log, recipe)
+    if not run.ctx.master:
         log, monitor, progress = (lambda _line: None), None, False
-
-    def memory() -> dict:
-        return {"gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
-
-    steps_per_epoch = distributed.num_steps(len(train_y), config.batch_size, ctx.world)
-    seen = min(steps_per_epoch * config.batch_size, len(train_y))  # digits per epoch, all ranks together
-    stop = bool(monitor and monitor({"event": "start", "epoch": start_epoch, "step": start_epoch * steps_per_epoch,
-                                     "device": describe_device(device) + (f" x{ctx.world}" if ctx.world > 1 else ""),
+    stop = bool(monitor and monitor({"event": "start", "epoch": run.start_epoch,
+                                     "step": run.start_epoch * run.steps_per_epoch,
+                                     "device": describe_device(run.device) + (f" x{run.ctx.world}" if run.ctx.world > 1 else ""),
                                      "metrics": {}}))
     start = time.perf_counter()
-    for epoch in range(start_epoch, config.epochs):
-        if distributed.any_rank(stop, device):
+    for epoch in range(run.start_epoch, config.epochs):
+        if distributed.any_rank(stop, run.device):
             raise Stopped(f"stopped before epoch {epoch + 1}")
-        net.train()
-        total_loss = torch.zeros((), device=device)
-        wrong = torch.zeros((), dtype=torch.long, device=device)
-        window_loss, window_wrong, window_n, window_start = 0.0, 0, 0, time.perf_counter()
-        epoch_start = time.perf_counter()
-        steps = epoch_steps(config, net, optimizer, train_x, train_y, epoch, generator, ctx=ctx,
-                            distort_generator=distort_generator, amp_dtype=amp_dtype, scaler=scaler, augment=augment)
-        bar = tqdm(steps, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                   leave=False, file=sys.stderr)
-        for step, loss_sum, wrong_count in bar:
-            total_loss += loss_sum
-            wrong += wrong_count
-            if progress and step % 100 == 0:
-                bar.set_postfix(loss=f"{total_loss.item() / min((step + 1) * config.batch_size, len(train_y)):.4f}")
-            # every report_every seconds, and at an epoch's last step, so epochs shorter than that still get a point
-            if monitor and (time.perf_counter() - window_start >= report_every or step == steps_per_epoch - 1):
-                # live metrics over the steps since the last report (rank 0's digits; throughput of all ranks)
-                local = distributed.digits_seen(step + 1, len(train_y), config.batch_size, ctx)
-                loss_now, wrong_now = total_loss.item(), wrong.item()
-                if ctx.world == 1:  # under DDP the ranks stop together, at the epoch's end
-                    _check_finite(loss_now, epoch + 1, config)
-                now = time.perf_counter()
-                metrics = {"loss": (loss_now - window_loss) / max(local - window_n, 1),
-                           "train_error": 100.0 * (wrong_now - window_wrong) / max(local - window_n, 1),
-                           "images_per_s": (local - window_n) * ctx.world / (now - window_start),
-                           "lr": optimizer.param_groups[0]["lr"], **memory()}
-                stop = bool(monitor({"event": "step", "epoch": epoch + (step + 1) / steps_per_epoch,
-                                     "step": epoch * steps_per_epoch + step + 1, "metrics": metrics})) or stop
-                window_loss, window_wrong, window_n, window_start = loss_now, wrong_now, local, time.perf_counter()
-            if ctx.world > 1 and (step + 1) % STOP_SYNC_STEPS == 0:  # ranks agree on stopping at the same step
-                stop = distributed.any_rank(stop, device)
-            if stop:
-                raise Stopped(f"stopped in epoch {epoch + 1}, step {step + 1}")
-        distributed.all_sum(total_loss, wrong)
-        total_loss, wrong = total_loss.item(), wrong.item()
-        _check_finite(total_loss, epoch + 1, config)  # every rank: all_sum gave them the same total
-        train_seconds = time.perf_counter() - epoch_start
-        if master:
-            test_error = error_rate(model, data.test_x, data.test_y, amp_dtype)
-            extra = extra_metrics(model) if extra_metrics else {}
-            metrics = {"epoch": epoch + 1, "loss": total_loss / seen, "train_error": 100.0 * wrong / seen,
-                       "test_error": test_error, "seconds": train_seconds, "images_per_s": seen / train_seconds, **extra}
-            card["epochs"].append(metrics)
-            card["elapsed"] = elapsed + time.perf_counter() - start
-            log(f"epoch {epoch + 1:3d}  loss {metrics['loss']:.4f}  train err {metrics['train_error']:.2f}%  "
-                f"test err {test_error:.2f}%  ({train_seconds:.1f}s, {metrics['images_per_s']:.0f} img/s)")
-            if monitor:
-                stop = bool(monitor({"event": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
-                                     "metrics": {"test_error": test_error, "epoch_loss": metrics["loss"],
-                                                 "epoch_train_error": metrics["train_error"],
-                                                 "epoch_seconds": train_seconds,
-                                                 "epoch_images_per_s": metrics["images_per_s"], **extra,
-                                                 **memory()}})) or stop
-        rng = distributed.gather(_rng_state(device, generator, distort_generator))
-        if master and out is not None:
-            convnets.save_checkpoint(last, config.model, config.options, model, card, optimizer=optimizer.state_dict(),
-                                     epoch=epoch + 1, rng=rng, **({"scaler": scaler.state_dict()} if scaler else {}))
-    if distributed.any_rank(stop, device):
-        raise Stopped("stopped after the last epoch")
-    if master:
-        card["test_error"] = card["epochs"][-1]["test_error"]
-        if images:
-            card["test_error_flip"] = error_rate(model, data.test_x, data.test_y, amp_dtype, flip=True)
-        card["test_set"] = data.test_description
-        card["train_seconds"] = elapsed + time.perf_counter() - start
+        total_loss, wrong, train_seconds, stop = _train_epoch(run, epoch, monitor, progress, report_every, stop)
+        if run.ctx.master:
+            stop = _record_epoch(run, epoch, total_loss, wrong, train_seconds, start, monitor, extra_metrics, log) or stop
         if out is not None:
-            convnets.save_checkpoint(Path(out) / "model.pt", config.model, config.options, model, card)
-    return model.eval(), card
+            _save_last(run, Path(out) / "last.pt", epoch)
+    if distributed.any_rank(stop, run.device):
+        raise Stopped("stopped after the last epoch")
+    card = run.card
+    if run.ctx.master:
+        card["test_error"] = card["epochs"][-1]["test_error"]
+        if run.images:
+            card["test_error_flip"] = error_rate(run.model, run.data.test_x, run.data.test_y, run.amp_dtype, flip=True)
+        card["test_set"] = run.data.test_description
+        card["train_seconds"] = run.elapsed + time.perf_counter() - start
+        if out is not None:
+            convnets.save_checkpoint(Path(out) / "model.pt", config.model, config.options, run.model, card)
+    return run.model.eval(), card

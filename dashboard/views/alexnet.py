@@ -11,7 +11,8 @@ import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
 import convnets
-from convnets.alexnet import GREY_CHROMA, picture_to_rgb
+from convnets.kernels import GREY_CHROMA
+from convnets.pictures import picture_to_rgb
 
 MAX_UPLOAD_MB = 2
 UPLOAD_SIDE = 256  # an upload is kept as its central square at this size: enough for a 224x224 model

@@ -8,15 +8,7 @@ import resources
 import state
 import streamlit as st
 
-# LeCun, Bottou, Bengio & Haffner (1998), Section II-B: trainable parameters and connections per layer.
-PAPER = {
-    "C1": (156, 122_304),
-    "S2": (12, 5_880),
-    "C3": (1_516, 151_600),
-    "S4": (32, 2_000),
-    "C5": (48_120, 48_120),
-    "F6": (10_164, 10_164),
-}
+from convnets.paper import PAPER_LENET5_LAYERS as PAPER  # Section II-B: params and connections per layer
 
 name = state.model_name()
 model, card = resources.load_model(name)
