@@ -28,6 +28,7 @@ pages = [
     st.Page("views/similarity.py", title="Similarity", icon=":material/join_inner:"),
     st.Page("views/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
     st.Page("views/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("views/experiments.py", title="Paper experiments", icon=":material/science:"),
     st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
     st.Page("views/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
 ]

@@ -222,6 +222,37 @@ def dropout_augmentation(data: ImageData, *, epochs: int = 8, width: float = 0.5
     return {"experiment": "dropout-augmentation", "conditions": conditions, "runs": runs, "summary": summary}
 
 
+def read_results(folder: str | Path) -> tuple[list[dict], list[str]]:
+    """Every results JSON in ``folder`` with its file name under ``"file"``, the headline first (:func:`headline_key`);
+    and the files that are not results of this module, each as 'name (why)'."""
+    results, skipped = [], []
+    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else ():
+        try:
+            result = json.loads(path.read_text())
+            if not isinstance(result, dict) or not {"experiment", "runs", "summary"} <= set(result):
+                raise ValueError("not an experiment result")
+        except (OSError, ValueError) as exc:
+            skipped.append(f"{path.name} ({type(exc).__name__})")
+            continue
+        results.append({**result, "file": path.name})
+    newest_first = sorted(results, key=lambda r: str(r.get("finished", "")), reverse=True)
+    return sorted(newest_first, key=headline_key), skipped  # a stable sort: the newest first among equals
+
+
+def headline_key(result: dict) -> tuple:
+    """Sort key, headline first: the paper's conditions (ReLU vs tanh: N(0, 0.01) weights and mean-subtracted pixels,
+    as cuda-convnet fed them), then sweeps where both sides reached the target (one that never did is not a race's
+    answer), then more training images."""
+    conditions = result.get("conditions") if isinstance(result.get("conditions"), dict) else {}
+    summary = result.get("summary") if isinstance(result.get("summary"), dict) else {}
+    race = result.get("experiment") == "relu-vs-tanh"
+    papers = not race or (conditions.get("init") == "gaussian" and conditions.get("input_scaling") == "mean")
+    finished = not race or summary.get("ratio_epochs") is not None
+    data = conditions.get("data") if isinstance(conditions.get("data"), dict) else {}
+    train_size = data.get("train_size") if isinstance(data.get("train_size"), int) else 0
+    return (not papers, not finished, -train_size)
+
+
 def save_result(result: dict, out: str | Path | None = None, name: str | None = None) -> Path:
     """Write ``result`` as ``out/<name>.json`` (atomically; ``out`` defaults to :func:`results_dir`), adding when and
     where it ran."""
