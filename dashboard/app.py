@@ -23,6 +23,7 @@ pages = [
     st.Page("views/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
     st.Page("views/filters.py", title="Filters", icon=":material/grid_on:"),
     st.Page("views/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+    st.Page("views/attribution.py", title="Why this answer", icon=":material/lightbulb:"),
     st.Page("views/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
     st.Page("views/misclassified.py", title="Misclassified", icon=":material/error:"),
     st.Page("views/similarity.py", title="Similarity", icon=":material/join_inner:"),

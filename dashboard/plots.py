@@ -382,6 +382,16 @@ def robustness_curves(levels: np.ndarray, accuracy: dict[str, np.ndarray], title
     return fig
 
 
+def perturbation(delta: np.ndarray, title: str, limit: float | None = None, height: int = 260) -> go.Figure:
+    """A signed image (H, W), e.g. adversarial - original, in diverging colours: red adds ink, blue removes it, white is
+    zero; the scale runs from -``limit`` to +``limit`` (default: the largest absolute value)."""
+    values = np.asarray(delta, dtype=np.float64)
+    peak = limit or _symmetric(values)
+    heatmap = go.Heatmap(z=values, colorscale=DIVERGING, zmid=0, zmin=-peak, zmax=peak, colorbar={"thickness": 10},
+                         hovertemplate="row %{y}, col %{x}<br>change %{z:+.3f}<extra></extra>")
+    return go.Figure(heatmap, layout=_image_layout(title, height))
+
+
 def kernel_mosaic(kernels: np.ndarray, columns: int, pixel: int = 8, gap: int = 3) -> np.ndarray:
     """RGB kernels (n, k, k, 3) in [0, 1] as one uint8 picture: a grid with white gaps, each weight a ``pixel``-wide
     square (nearest-neighbour upscaling, so a 5x5 kernel stays five crisp squares across)."""
@@ -455,3 +465,33 @@ def layer_diagram(rows: Sequence[dict], title: str, height: int = 300) -> go.Fig
                                             "plot_bgcolor": "rgba(0,0,0,0)",
                                             "xaxis": {**hidden, "range": [-0.9, 1.6 * len(rows) - 0.6]},
                                             "yaxis": {**hidden, "range": [-1.7, 1.0]}})
+
+
+def _fade(rgb: str) -> list[list]:
+    """A colour scale from transparent to ``rgb`` ("r, g, b"): only the high values cover what lies underneath."""
+    return [[0.0, f"rgba({rgb}, 0)"], [0.15, f"rgba({rgb}, 0.15)"], [1.0, f"rgba({rgb}, 0.95)"]]
+
+
+def attribution_overlay(image: np.ndarray, heatmap: np.ndarray, title: str, signed: bool, height: int = 280,
+                        label: str = "attribution") -> go.Figure:
+    """An attribution ``heatmap`` (H, W) over its input ``image`` ((H, W) grey or (H, W, 3) RGB in [0, 1]).
+
+    A digit is drawn as grey ink on white. Unsigned maps fade from transparent to red; signed maps to red for the
+    class and to blue against it, so the input stays visible where the map is near zero. Hover: pixel and value.
+    """
+    heat = np.asarray(heatmap, dtype=np.float64)
+    image = np.asarray(image)
+    if image.ndim == 3:
+        under = go.Image(z=np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), hoverinfo="skip")
+    else:
+        paper = [[0.0, "white"], [1.0, "#555555"]]  # grey ink on white: red and blue both show over it
+        under = go.Heatmap(z=image, colorscale=paper, zmin=0, zmax=1, showscale=False, hoverinfo="skip")
+    peak = _symmetric(heat)
+    if signed:
+        scale = [[0.0, "rgba(31, 78, 156, 0.95)"], [0.5, "rgba(255, 255, 255, 0)"], [1.0, "rgba(214, 39, 40, 0.95)"]]
+        bounds = {"zmin": -peak, "zmax": peak, "zmid": 0}
+    else:
+        scale, bounds = _fade("214, 39, 40"), {"zmin": 0, "zmax": peak}
+    over = go.Heatmap(z=heat, colorscale=scale, **bounds, colorbar={"thickness": 10},
+                      hovertemplate=f"row %{{y}}, col %{{x}}<br>{label} %{{z:.4g}}<extra></extra>")
+    return go.Figure([under, over], layout=_image_layout(title, height))
