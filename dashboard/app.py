@@ -25,6 +25,7 @@ pages = [
     st.Page("views/feature_maps.py", title="Feature maps", icon=":material/layers:"),
     st.Page("views/attribution.py", title="Why this answer", icon=":material/lightbulb:"),
     st.Page("views/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
+    st.Page("views/adversarial.py", title="Adversarial digits", icon=":material/bug_report:"),
     st.Page("views/misclassified.py", title="Misclassified", icon=":material/error:"),
     st.Page("views/similarity.py", title="Similarity", icon=":material/join_inner:"),
     st.Page("views/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from streamlit_drawable_canvas import st_canvas
 
 from convnets.digits import prepare_digit
+from convnets.novelty import NoveltyRule, Verdict, calibrate
 
 MAX_UPLOAD_MB = 2
 ss = st.session_state
@@ -39,6 +40,39 @@ def clear() -> None:
     ss["input_generation"] += 1
     ss["input_source"] = "canvas"
     state.clear_current_digit()
+
+
+def no_ink(message: str) -> str:
+    """prepare_digit's 'no ink' refusals (an empty canvas, a flat picture) as the not-a-digit verdicts they are."""
+    return f"This does not look like a digit: {message}" if "no ink" in message else message
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def novelty_rule(models: tuple[str, ...], versions: tuple[float, ...], digits: str) -> NoveltyRule:
+    """convnets.novelty's rule calibrated on the evaluation digits (``digits`` names them) and ``models``' answers."""
+    images, _, description = resources.held_out_digits()
+    answers = {m: resources.held_out_answers(m, v) for m, v in zip(models, versions, strict=True)}
+    return calibrate(images, {m: (a.scores, a.rbf) for m, a in answers.items()}, description)
+
+
+def novelty_verdict(image: np.ndarray) -> tuple[Verdict, NoveltyRule]:
+    """Does the current image look like a digit -- judged by the faithful LeNet-5's RBF distance and the current
+    model's own signal (its confidence for a softmax model), on top of the ink checks."""
+    models = ("lenet5",) if name == "lenet5" else ("lenet5", name)
+    rule = novelty_rule(models, tuple(resources.weights_version(m) for m in models), resources.held_out_digits()[2])
+    answers = {m: resources.answers(m, image[None]) for m in models}
+    return rule.verdicts(image, {m: (a.scores, a.rbf) for m, a in answers.items()})[0], rule
+
+
+def novelty_note(rule: NoveltyRule) -> None:
+    with st.expander("The not-a-digit rule: its thresholds and how they were chosen"):
+        st.markdown(f"An image does not look like a digit when any of these is outside the range of real digits; each "
+                    f"bound is a percentile over {rule.calibrated_on} (their ink for the first two, the models' answers "
+                    "for the others):\n\n" + "\n".join(f"- {line}" for line in rule.describe())
+                    + f"\n\nTogether they accept **{rule.accepted:.1%}** of those digits. The faithful LeNet-5's RBF "
+                    "distance is the paper's own rejection signal; a softmax's confidence is a weaker one. A dot is "
+                    "caught by its ink (the MNIST recipe blows it up into a filled disc that both models call a 0); "
+                    "a scribble only when it strays far enough from every digit.")
 
 
 name = state.model_name()
@@ -77,7 +111,7 @@ if source == "canvas":
             steps = prepare_digit(np.asarray(pixels))
             state.set_current_digit(steps.centred, "your drawing", steps=steps)
         except ValueError as exc:
-            problem = str(exc)
+            problem = no_ink(str(exc))
 elif source == "upload" and upload is not None:
     try:
         with Image.open(upload) as picture:
@@ -86,7 +120,7 @@ elif source == "upload" and upload is not None:
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         problem = f"could not read {upload.name!r} as an image ({type(exc).__name__}); upload a PNG or JPEG"
     except ValueError as exc:
-        problem = str(exc)
+        problem = no_ink(str(exc))
 elif source == "held-out":
     picked = state.held_out(ss["held_out_index"])
     state.set_current_digit(picked["image"], picked["source"], label=picked["label"])
@@ -111,10 +145,19 @@ def show(current: dict) -> None:
     order = np.argsort(-result.probabilities)
     first, second = int(order[0]), int(order[1])
     truth = current.get("label")
+    verdict, rule = novelty_verdict(np.asarray(current["image"], dtype=np.float32))
+    rejected = not verdict.digit and truth is None  # a labelled image is a real digit whatever the rule says
+    if rejected:
+        st.warning(f"This does not look like a digit: {'; '.join(verdict.reasons)}. The closest digit, {first} "
+                   f"({result.probabilities[first]:.1%}), means nothing here.", icon=":material/help:")
+    elif not verdict.digit:
+        st.info(f"A real digit, labelled {truth}, that the not-a-digit rule would reject ({'; '.join(verdict.reasons)}): "
+                f"one of the {1 - rule.accepted:.1%} of {rule.calibrated_on} it rejects.", icon=":material/help:")
 
     guess_col, chart_col = st.columns([1, 2.2], gap="large")
     with guess_col:
-        st.metric("First guess", str(first), help="Probability = softmax of the scores for this image")
+        st.metric("First guess", "not a digit" if rejected else str(first),
+                  help="Probability = softmax of the scores for this image")
         st.caption(f"probability {result.probabilities[first]:.1%} for {current['source']}")
         st.metric("Second guess", str(second))
         st.caption(f"probability {result.probabilities[second]:.1%}")
@@ -138,6 +181,7 @@ def show(current: dict) -> None:
         st.markdown("**The ten RBF distances** (squared Euclidean distance from F6's 84 outputs to each digit's 7x12 "
                     f"bitmap; lower = closer; score = −distance), for {current['source']}:")
     st.dataframe(table, hide_index=True, column_config={"probability (%)": st.column_config.NumberColumn(format="%.2f")})
+    novelty_note(rule)
 
 
 if problem:
