@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -319,7 +318,10 @@ def cmd_app(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no MNIST copy at {args.mnist}: pass an .npz or idx folder, 'mnist' or 'sample'")
         env["CONVNET_LAB_MNIST"] = args.mnist if args.mnist in ("mnist", "sample") else str(Path(args.mnist).resolve())
     print(f"convnet lab: open http://{args.address}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
-    return subprocess.call(command, cwd=DASHBOARD.parent.parent, env=env)
+    # The server replaces this process rather than running as its child, so whatever stops `convnet-lab app` (Ctrl+C, a
+    # SIGTERM from a supervisor) stops the server too; a child would outlive a terminated launcher.
+    os.chdir(DASHBOARD.parent.parent)
+    os.execve(command[0], command, env)
 
 
 def _add_runs_argument(p: argparse.ArgumentParser) -> None:
