@@ -5,8 +5,10 @@ temporary runs folder), opens it in headless Chromium through Playwright, draws 
 the canvas with the mouse, uploads a dark-on-light picture and two bad files, visits every
 page in the sidebar with both shipped models, hovers a feature map, clicks a confusion-matrix
 cell, picks a CIFAR-10 sample image on the AlexNet page (kernel grid, six nearest training
-images), and writes a screenshot per step. Fails (exit 1) if any page shows a Streamlit
-exception box or a step does not do what it should.
+images), checks Why this answer (five maps, deletion curves; another class), Adversarial digits
+(original, perturbation, adversarial, ε; PGD) and Paper experiments (ReLU vs tanh, conditions;
+another results file), and writes a screenshot per step. Fails (exit 1) if any page shows a
+Streamlit exception box or a step does not do what it should.
 
     python tests/browser_check.py            # Debian's chromium at /usr/bin/chromium
     python tests/browser_check.py --chromium /path/to/chrome --shots /tmp/shots --port 8599
@@ -32,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PORT = 8599
 URL = f"http://localhost:{PORT}"
 FIRST_PAGE = "Draw & predict"
+HEADINGS = {"Paper experiments": "The AlexNet paper's experiments"}  # a page whose title is not its sidebar name
+SLOW = {"Why this answer": 240, "Adversarial digits": 420}  # s: five maps, or accuracy-vs-ε curves of both models
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic"]
 
@@ -82,8 +86,9 @@ def slug(title: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
 
 
-def settle(page: Page, heading: str | None = None, timeout_s: float = 60) -> None:
-    """Wait for the page's title (when given), then until the script run has finished, then for charts to draw."""
+def settle(page: Page, heading: str | None = None, timeout_s: float = 60) -> bool:
+    """Wait for the page's title (when given), then until the script run has finished, then for charts to draw.
+    False if the script was still running after ``timeout_s``."""
     if heading:
         page.get_by_role("heading", name=heading, level=1).wait_for(timeout=timeout_s * 1000)
     page.wait_for_timeout(500)
@@ -91,7 +96,9 @@ def settle(page: Page, heading: str | None = None, timeout_s: float = 60) -> Non
         page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_s * 1000)
     except PlaywrightTimeout:
         print("  (still running after", timeout_s, "s; taking the screenshot anyway)")
+        return False
     page.wait_for_timeout(1200)
+    return True
 
 
 def shoot(page: Page, shots: Path, name: str, failures: list[str]) -> None:
@@ -111,14 +118,23 @@ def shoot(page: Page, shots: Path, name: str, failures: list[str]) -> None:
     print(f"  {path}  ({'EXCEPTION' if exceptions.count() else 'ok'})")
 
 
+def expand_nav(page: Page) -> None:
+    """Past ten pages the sidebar lists the first ten and a 'View N more' button: show them all."""
+    more = page.locator('[data-testid="stSidebarNavViewButton"]').filter(has_text="more")
+    if more.count():
+        more.click()
+
+
 def go_to(page: Page, title: str) -> None:
     """Navigate through the sidebar, which keeps the session (and the current image)."""
+    expand_nav(page)
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-    settle(page, heading=title)
+    settle(page, heading=HEADINGS.get(title, title), timeout_s=SLOW.get(title, 60))
 
 
 def sidebar_pages(page: Page) -> list[str]:
     """The titles of every page in the sidebar navigation, in order."""
+    expand_nav(page)
     links = page.locator('[data-testid="stSidebarNav"] a')
     # a link's text is its material icon's name (a ligature) on one line and the title on the next
     return [links.nth(i).inner_text().strip().splitlines()[-1].strip() for i in range(links.count())]
@@ -201,6 +217,132 @@ def worst_confusion(model_name: str) -> tuple[int, int, int]:
     return int(true), int(predicted), int(counts[true, predicted])
 
 
+def chart_titles(page: Page, at_least: int, timeout_s: float = 60) -> list[str]:
+    """The titles of the main area's Plotly charts once ``at_least`` of them have drawn (fewer if they never do)."""
+    charts = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"] .js-plotly-plot')
+    try:
+        charts.nth(at_least - 1).wait_for(timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        pass
+    return [" ".join((c.locator(".gtitle").first.text_content() or "").split()) if c.locator(".gtitle").count() else ""
+            for c in charts.all()]
+
+
+def metrics(page: Page) -> dict[str, str]:
+    """The main area's st.metric widgets, label → value."""
+    return {m.locator('[data-testid="stMetricLabel"]').inner_text().strip(): m.locator('[data-testid="stMetricValue"]')
+            .inner_text().strip() for m in page.locator('[data-testid="stMain"] [data-testid="stMetric"]').all()}
+
+
+def expect(failures: list[str], where: str, ok: bool, what: str) -> None:
+    if not ok:
+        failures.append(f"{where}: {what}")
+
+
+def no_alerts(page: Page, where: str, failures: list[str], kinds: tuple[str, ...] = ("Error", "Warning")) -> None:
+    """Fail on st.error (and st.warning) boxes in the main area: the new pages say what went wrong in them."""
+    for kind in kinds:
+        boxes = page.locator(f'[data-testid="stMain"] [data-testid="stAlertContent{kind}"]')
+        if boxes.count():
+            failures.append(f"{where}: {kind.lower()} box {boxes.first.inner_text()[:200]!r}")
+
+
+def pick(page: Page, label: str, avoid: str = "") -> str:
+    """In the main area's selectbox ``label``, pick the first entry after the current one that does not start with
+    ``avoid``; returns the entry's text."""
+    page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label).first.click()
+    entries = page.get_by_role("option")
+    entries.first.wait_for(timeout=10_000)
+    entry = next(e for e in entries.all()[1:] if not avoid or not e.inner_text().strip().startswith(avoid))
+    text = entry.inner_text().strip()
+    entry.click()
+    return text
+
+
+def selected(page: Page, label: str) -> str:
+    """The value shown in the main area's selectbox ``label`` (a combobox whose input holds it)."""
+    return page.locator('[data-testid="stMain"]').get_by_role("combobox", name=label).first.input_value()
+
+
+def check_attribution(page: Page, where: str, failures: list[str], class_name: str | None = None) -> None:
+    """Five maps of one class, each with its deletion area, and the deletion chart of that class."""
+    titles = chart_titles(page, 6, SLOW["Why this answer"])
+    maps = [t for t in titles if " · " in t]
+    names = {t.rsplit(" · ", 1)[1] for t in maps}
+    expect(failures, where, len(titles) == 6 and len(maps) == 5, f"{len(maps)} maps in {len(titles)} charts {titles}, "
+           "expected five maps and a deletion chart")
+    expect(failures, where, len(names) == 1 and (class_name is None or names == {class_name}),
+           f"the maps explain {names}, expected {class_name or 'one class'}")
+    deletion = [t for t in titles if t.startswith("Deletion: probability of")]
+    expect(failures, where, len(deletion) == 1 and names <= {deletion[0].split()[3]}, f"deletion chart {deletion}")
+    auc = metrics(page)
+    expect(failures, where, len(auc) == 5 and all(v.replace(".", "").isdigit() for v in auc.values()),
+           f"deletion areas {auc}, expected five")
+    no_alerts(page, where, failures)
+
+
+def check_adversarial(page: Page, where: str, failures: list[str], method: str = "FGSM") -> None:
+    """Original, perturbation (its ε in the title and a metric) and adversarial image; the accuracy-vs-ε chart."""
+    titles = chart_titles(page, 2, SLOW["Adversarial digits"])
+    captions = page.locator('[data-testid="stMain"] [data-testid="stImageCaption"]').all_inner_texts()
+    numbers = metrics(page)
+    epsilon = numbers.get("ε needed", "")
+    expect(failures, where, any(c.endswith(", as given") for c in captions) and
+           any(c.endswith("+ perturbation") for c in captions), f"image captions {captions}: no original and adversarial")
+    expect(failures, where, f"Perturbation (ε = {epsilon})" in titles and 0 < float(epsilon or 0) <= 0.5,
+           f"ε needed {epsilon!r}, chart titles {titles}")
+    expect(failures, where, numbers.get("Answer") != numbers.get("New answer") and "New answer" in numbers,
+           f"answers {numbers}")
+    expect(failures, where, any(t.startswith(f"Accuracy vs ε, {method} (") for t in titles),
+           f"no {method} accuracy chart in {titles}")
+    expect(failures, where, page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').count() == 1,
+           "no table of both models")
+    no_alerts(page, where, failures)
+
+
+def check_experiments(page: Page, where: str, failures: list[str]) -> None:
+    """The ReLU-vs-tanh chart with its metrics, the dropout charts, a conditions table per section."""
+    titles = chart_titles(page, 3)
+    numbers = metrics(page)
+    main = page.locator('[data-testid="stMain"]')
+    expect(failures, where, any(t.startswith("Training error per epoch, ") for t in titles) and len(titles) == 3,
+           f"charts {titles}, expected the ReLU-vs-tanh chart and two dropout charts")
+    expect(failures, where, {"ReLU to 25 %", "tanh to 25 %", "Measured: tanh ÷ ReLU epochs"} <= set(numbers),
+           f"metrics {numbers}")
+    expect(failures, where, main.get_by_text("Conditions", exact=True).count() == 2 and
+           main.locator('[data-testid="stDataFrame"]').count() == 3, "not two conditions tables and the dropout table")
+    no_alerts(page, where, failures, ("Error",))
+
+
+def interact(page: Page, title: str, shots: Path, failures: list[str]) -> None:
+    """One interaction on each new page (lenet5-modern picked): another class, PGD, another results file."""
+    name = f"08_{slug(title)}_"
+    if title == "Why this answer":
+        predicted = selected(page, "Explain the class").split("the predicted class: ")[-1].split()[0]
+        other = pick(page, "Explain the class", avoid=predicted + " ")  # e.g. '0 (0.1%)'
+        print("  explaining class", other)
+        expect(failures, name, settle(page, timeout_s=SLOW[title]), "still running")
+        check_attribution(page, name + "class", failures, other.split()[0])
+        shoot(page, shots, name + "other_class", failures)
+    elif title == "Adversarial digits":
+        page.locator('[data-testid="stMain"] [data-testid="stRadio"]').get_by_text("PGD", exact=False).click()
+        expect(failures, name, settle(page, timeout_s=SLOW[title]), "still running")
+        check_adversarial(page, name + "pgd", failures, "PGD")
+        shoot(page, shots, name + "pgd", failures)
+    elif title == "Paper experiments":
+        other = pick(page, "Results file")
+        print("  results file", other)
+        settle(page)
+        shown = selected(page, "Results file")
+        expect(failures, name, other == shown and "ReLU to 25 %" in metrics(page), f"picking {other} shows {shown!r}")
+        no_alerts(page, name + "other_file", failures, ("Error",))
+        shoot(page, shots, name + "other_file", failures)
+
+
+CHECKS = {"Why this answer": check_attribution, "Adversarial digits": check_adversarial,
+          "Paper experiments": check_experiments}
+
+
 def click_confusion_cell(page: Page, shots: Path, failures: list[str]) -> None:
     """On Misclassified (lenet5-modern is picked by now), click the biggest off-diagonal cell; the gallery must follow."""
     true, predicted, count = worst_confusion("lenet5-modern")
@@ -278,7 +420,7 @@ def main() -> int:
                 settle(page, heading=FIRST_PAGE)
                 pages = sidebar_pages(page)
                 print("pages:", ", ".join(pages))
-                if pages[:1] != [FIRST_PAGE] or len(pages) < 5:
+                if pages[:1] != [FIRST_PAGE] or len(pages) < 5 or not set(CHECKS) <= set(pages):
                     failures.append(f"unexpected sidebar pages {pages}")
                 print("Draw & predict, default held-out digit")
                 shoot(page, args.shots, "01_draw_default", failures)
@@ -292,6 +434,8 @@ def main() -> int:
                 for title in pages[1:]:
                     print(title)
                     go_to(page, title)
+                    if title in CHECKS:
+                        CHECKS[title](page, f"{title} (lenet5)", failures)
                     shoot(page, args.shots, f"03_{slug(title)}_lenet5", failures)
 
                 print("switching the model to lenet5-modern")
@@ -301,7 +445,11 @@ def main() -> int:
                 for title in pages[1:]:
                     print(title)
                     go_to(page, title)
+                    if title in CHECKS:
+                        CHECKS[title](page, f"{title} (lenet5-modern)", failures)
                     shoot(page, args.shots, f"07_{slug(title)}_modern", failures)
+                    if title in CHECKS:
+                        interact(page, title, args.shots, failures)
 
                 print("Draw & predict, uploading a dark-on-light picture")
                 go_to(page, FIRST_PAGE)

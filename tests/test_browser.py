@@ -35,3 +35,5 @@ def test_dashboard_in_a_real_browser(tmp_path):
     pictures = sorted(p.name for p in shots.glob("*.png"))
     assert len(pictures) >= 15, pictures  # a screenshot per page and step
     assert any(p.startswith("02_draw_drawn") for p in pictures), pictures
+    for step in ("08_why_this_answer_other_class", "08_adversarial_digits_pgd", "08_paper_experiments_other_file"):
+        assert f"{step}.png" in pictures, pictures

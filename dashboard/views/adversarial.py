@@ -106,7 +106,8 @@ images, labels, description = resources.held_out_digits()
 digits = description if len(labels) <= CURVE_DIGITS else f"the first {CURVE_DIGITS:,} of {description}"
 curves = {m: curve(m, resources.weights_version(m), description, method) for m in models}
 epsilons = np.asarray(A.CURVE_EPSILONS)
-st.plotly_chart(plots.robustness_curves(epsilons, curves, title=f"Accuracy vs ε, {METHODS[method]}, untargeted",
+curve_method = METHODS[method] if method == "fgsm" else f"PGD ({A.CURVE_STEPS} steps per ε)"  # not the single image's
+st.plotly_chart(plots.robustness_curves(epsilons, curves, title=f"Accuracy vs ε, {curve_method}, untargeted",
                                         x_title="ε (L∞, pixel units of [0, 1])", level_text=[f"ε {e:g}" for e in epsilons],
                                         measured_on=f"on {digits}"), key="adversarial_curves")
 halves = {m: A.epsilon_at(epsilons, acc) for m, acc in curves.items()}
@@ -120,5 +121,5 @@ at_tenth = ", ".join(f"{m} {100 * acc[list(A.CURVE_EPSILONS).index(0.1)]:.1f} %"
 st.markdown("**Compared with the Invariance lab:** there both models keep most answers under shifts of a few pixels "
             "and under random Gaussian noise of σ = 0.1, which moves every pixel, many by more than 0.1. Random noise "
             "points nowhere in particular; adversarial noise is aimed along the gradient, and at ε = 0.1 it leaves "
-            f"{at_tenth} of the digits right ({METHODS[method]}). Robustness to natural changes says little about "
+            f"{at_tenth} of the digits right under {curve_method}. Robustness to natural changes says little about "
             "robustness to the worst case.")

@@ -163,12 +163,12 @@ def show(method: str, subject: dict, attribution: A.Attribution | str, class_nam
     title = f"{LABELS[method]} · {class_name}"
     st.plotly_chart(plots.attribution_overlay(subject["display"], attribution.heatmap, title, attribution.signed),
                     key=f"why_map_{method}")
-    note = attribution.note
+    note = attribution.note.rstrip(".")  # one sentence, its full stop added here
     if attribution.completeness_gap is not None:
         difference = attribution.score - attribution.baseline_score
         share = abs(attribution.completeness_gap) / max(abs(difference), 1e-12)
-        note += f" ({share:.1%} of it" + ("; raise the steps to close it)." if share > 0.05 else ").")
-    st.caption(note + (" Red: for the class, blue: against." if attribution.signed else ""))
+        note += f" ({share:.1%} of it" + ("; raise the steps to close it)" if share > 0.05 else ")")
+    st.caption(note + "." + (" Red: for the class, blue: against." if attribution.signed else ""))
 
 
 def deletion_chart(subject: dict, curves: dict[str, A.DeletionCurve], chance: A.DeletionCurve, class_name: str) -> None:
@@ -180,9 +180,15 @@ def deletion_chart(subject: dict, curves: dict[str, A.DeletionCurve], chance: A.
     st.plotly_chart(plots.curves(traces, f"Deletion: probability of {class_name} as the most-attributed pixels go",
                                  "pixels removed (%)", f"probability of {class_name}", y_format=".1f", y_suffix=" %"),
                     key="why_deletion")
+    if chance.probabilities[0] < 0.05:  # nothing to delete: every area is about 0
+        st.info(f"The model gives {class_name} only {chance.probabilities[0]:.1%} on this image, so there is little "
+                "probability to remove and every area is close to 0: deletion curves compare the methods for the "
+                "predicted class or a close runner-up.", icon=":material/info:")
     ranked = sorted(curves.items(), key=lambda item: item[1].auc)
     for column, (method, curve) in zip(st.columns(max(1, len(ranked))), ranked, strict=False):
-        column.metric(LABELS[method], f"{curve.auc:.3f}", f"{curve.auc - chance.auc:+.3f} vs chance", delta_color="inverse",
+        gain = round(curve.auc - chance.auc, 3)  # 0: no arrow, no colour (not a red '+0.000')
+        column.metric(LABELS[method], f"{curve.auc:.3f}", f"{gain:+.3f} vs chance" if gain else "at chance",
+                      delta_color="inverse" if gain else "off", delta_arrow="auto" if gain else "off",
                       help="Area under the deletion curve (probability vs share of pixels removed, 0 to 1): lower = "
                            "the map put first the pixels the answer needs.")
     st.caption(f"Pixels are removed in the order of each map (highest first), {100 // DELETION_STEPS} % of them per "
@@ -218,11 +224,14 @@ with text_col:
 class_name = subject["classes"][predicted if target is None else target]
 
 curves: dict[str, A.DeletionCurve] = {}
+settings = {}  # the controls in one row, the maps in the next: the maps line up whatever each method's controls
 for method, column in zip(A.METHODS, st.columns(len(A.METHODS), gap="small"), strict=True):
     with column:
         st.markdown(f"**{LABELS[method]}**")
-        settings = method_settings(method, subject)
-        attribution, curve = explain(*key, target, method, settings)
+        settings[method] = method_settings(method, subject)
+for method, column in zip(A.METHODS, st.columns(len(A.METHODS), gap="small"), strict=True):
+    with column:
+        attribution, curve = explain(*key, target, method, settings[method])
         show(method, subject, attribution, class_name)
         if curve is not None:
             curves[method] = curve

@@ -121,10 +121,12 @@ def dropout_augmentation(result: dict) -> None:
         train.append({"name": run["label"], "x": x, "y": [row.get("train_error_clean", row.get("train_error"))
                                                           for row in curve], "color": colour, "dash": "dot"})
     left, right = st.columns(2)
-    left.plotly_chart(plots.curves(test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %"),
-                      key="dropout_test_chart")
-    right.plotly_chart(plots.curves(train, "Training error per epoch (eval mode, no dropout or augmentation)", "epoch",
-                                    "training error (%)", y_suffix=" %"), key="dropout_train_chart")
+    epochs = max((len(run["curve"]) for run in result["runs"]), default=0)
+    ticks = {"dtick": 2} if 10 < epochs <= 20 else {}  # plots.curves ticks every epoch up to 20: too dense at half width
+    left.plotly_chart(plots.curves(test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %")
+                      .update_xaxes(**ticks), key="dropout_test_chart")
+    right.plotly_chart(plots.curves(train, "Training error per epoch (eval mode)", "epoch", "training error (%)",
+                                    y_suffix=" %").update_xaxes(**ticks), key="dropout_train_chart")
     rows = [{"setting": label, "final test error": s.get("final_test_error"), "ten patches": s.get("ten_patch_test_error"),
              "best test error": s.get("best_test_error"), "final train error": s.get("final_train_error_clean"),
              "gap (test − train)": s.get("gap")} for label, s in result["summary"].items()]
@@ -134,7 +136,8 @@ def dropout_augmentation(result: dict) -> None:
     st.caption("Paper (Krizhevsky et al., 2012, Section 4): without data augmentation the network \"suffers from "
                "substantial overfitting\"; without dropout it \"exhibits substantial overfitting\", and dropout "
                "\"roughly doubles the number of iterations required to converge\". Here: a large gap between test and "
-               "training error is overfitting; dropout and augmentation should shrink it.")
+               "training error is overfitting; dropout and augmentation should shrink it. Training error is measured "
+               "in eval mode, without dropout or augmentation.")
 
 
 st.title("The AlexNet paper's experiments")
@@ -164,10 +167,10 @@ for title, experiment, key, subcommand, plot in SECTIONS:
     result = found[names.index(st.selectbox("Results file", names, key=key, help="The first is the headline: the paper's "
                                                                                 "conditions, then the most training images."))]
     try:
-        plot_col, conditions_col = st.columns([3, 1])
+        plot_col, conditions_col = st.columns([5, 2])  # room for values such as the learning rates swept
         with conditions_col:
             st.markdown("**Conditions**")
-            st.dataframe(conditions_table(result), hide_index=True, key=f"{key}_conditions")
+            st.dataframe(conditions_table(result), hide_index=True, key=f"{key}_conditions", height="content")
         with plot_col:
             plot(result)
         if result.get("command"):
