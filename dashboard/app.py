@@ -19,22 +19,28 @@ torch.set_num_threads(1)
 
 st.set_page_config(page_title="convnet lab", page_icon="🔢", layout="wide")
 
-pages = [
-    st.Page("views/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
-    st.Page("views/filters.py", title="Filters", icon=":material/grid_on:"),
-    st.Page("views/feature_maps.py", title="Feature maps", icon=":material/layers:"),
-    st.Page("views/attribution.py", title="Why this answer", icon=":material/lightbulb:"),
-    st.Page("views/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
-    st.Page("views/adversarial.py", title="Adversarial digits", icon=":material/bug_report:"),
-    st.Page("views/misclassified.py", title="Misclassified", icon=":material/error:"),
-    st.Page("views/similarity.py", title="Similarity", icon=":material/join_inner:"),
-    st.Page("views/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
-    st.Page("views/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("views/experiments.py", title="Paper experiments", icon=":material/science:"),
-    st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
-    st.Page("views/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
-]
-page = st.navigation(pages)
+pages = {  # sections of the sidebar, every page listed (no "View more")
+    "Your digit": [
+        st.Page("views/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
+        st.Page("views/filters.py", title="Filters", icon=":material/grid_on:"),
+        st.Page("views/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+        st.Page("views/attribution.py", title="Why this answer", icon=":material/lightbulb:"),
+        st.Page("views/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
+        st.Page("views/adversarial.py", title="Adversarial digits", icon=":material/bug_report:"),
+        st.Page("views/misclassified.py", title="Misclassified", icon=":material/error:"),
+        st.Page("views/similarity.py", title="Similarity", icon=":material/join_inner:"),
+        st.Page("views/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
+        st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
+    ],
+    "Training": [
+        st.Page("views/training.py", title="Training", icon=":material/model_training:"),
+        st.Page("views/experiments.py", title="Paper experiments", icon=":material/science:"),
+    ],
+    "AlexNet": [
+        st.Page("views/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
+    ],
+}
+page = st.navigation(pages, expanded=True)
 
 with st.sidebar:
     runs = resources.finished_runs()
