@@ -4,10 +4,14 @@ Written with :func:`torch.save`, read with ``torch.load(weights_only=True)``,
 so loading never executes code. Keys: ``format``, ``model`` (registry name),
 ``options`` (constructor keywords), ``state_dict`` and ``card`` (data, recipe,
 metrics); training checkpoints add ``optimizer`` and ``epoch``.
+
+A write that runs out of disk space raises :class:`DiskFullError` (an OSError) with one line saying so and
+leaves the previous file as it was (torch itself would report it as "unexpected pos").
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -23,24 +27,75 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the problem and the fix."""
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device; disk quota exceeded
+
+
+class DiskFullError(OSError):
+    """A write that ran out of disk space (``errno`` ENOSPC or EDQUOT); ``str()`` is its one-line message."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OSError saying the disk (or the quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+
+
+class _Recorder:
+    """A file's ``write`` that keeps the OSError it raised: torch.save turns it into "unexpected pos"."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+_open_for_writing = os.fdopen  # the fault tests swap in a file that fills the disk
+
+
 def save_checkpoint(path: str | Path, model_name: str, options: dict, model: nn.Module, card: dict,
                     **extra: Any) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+
+    On a full disk nothing is replaced: the temporary file is removed and :class:`DiskFullError` says so in one line.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "model": model_name, "options": dict(options),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "card": card, **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with _open_for_writing(fd, "wb") as f:
+            writer = _Recorder(f)
+            try:
+                torch.save(payload, writer)
+            except RuntimeError:
+                if writer.error is not None:  # the real cause, not torch's "unexpected pos 704 vs 598"
+                    raise writer.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if disk_full(exc):
+            kept = f"{path.name} there is unchanged" if path.exists() else f"no {path.name} was written"
+            raise DiskFullError(exc.errno, f"disk full: could not write {path} ({os.strerror(exc.errno)}); {kept}; "
+                                "free space on that disk, then resume the run (train --resume; a worker resumes it "
+                                "by itself)") from None
         raise
     return path
 

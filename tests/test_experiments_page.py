@@ -106,6 +106,7 @@ def test_the_projects_measured_experiments_show_until_you_have_your_own():
     assert any("shipped in `training/results`" in c.value for c in at.caption)
     metrics = {m.label: m.value for m in at.metric}
     assert "ReLU to 25 %" in metrics and "tanh to 25 %" in metrics
+    assert "convnet-lab experiment relu-tanh" in texts(at)  # how the shown results were made
     assert len(at.get("plotly_chart")) == 3  # ReLU vs tanh, dropout test error, dropout training error
 
 

@@ -112,3 +112,39 @@ def test_every_page_works_beside_bad_run_folders(bad_runs):
         ok(at)
         assert not at.error, (page, [e.value for e in at.error])
         assert at.sidebar.selectbox(key="model_name").value == f"run:{usable}"
+
+
+def test_the_training_page_shows_a_damaged_row_and_a_malformed_results_file_as_unusable(tmp_path, monkeypatch):
+    """A run row whose config is not JSON and results files of the wrong shape: the Training page renders and names the
+    row unusable with its reason, the Paper experiments page says which file cannot be shown; the store is left as it
+    was."""
+    import json
+
+    runs, experiments = tmp_path / "runs", tmp_path / "experiments"
+    monkeypatch.setenv("CONVNET_LAB_RUNS", str(runs))
+    monkeypatch.setenv("CONVNET_LAB_EXPERIMENTS", str(experiments))
+    monkeypatch.setenv("CONVNET_LAB_NO_WORKER", "1")
+    monkeypatch.syspath_prepend(str(DASHBOARD))
+    with RunStore(runs) as store:
+        good = store.submit(TrainConfig(**TINY).resolved().card())
+        damaged = store.submit(TrainConfig(**TINY).resolved().card())
+        store.db.execute("UPDATE runs SET config = '{not json' WHERE id = ?", (damaged,))
+        before = [(r.id, r.state, r.progress) for r in store.runs()]
+    experiments.mkdir()
+    (experiments / "relu-vs-tanh.json").write_text(json.dumps(  # the right keys, the wrong shapes
+        {"experiment": "relu-vs-tanh", "conditions": ["cnn4-cifar"], "runs": [{"activation": "relu"}], "summary": {}}))
+    (experiments / "dropout-augmentation.json").write_text(json.dumps(
+        {"experiment": "dropout-augmentation", "runs": 5, "summary": "none"}))
+    at = ok(AppTest.from_file(str(DASHBOARD / "views" / "training.py"), default_timeout=TIMEOUT).run())
+    rows = next(d for d in at.dataframe if "status" in d.value.columns).value.set_index("id")
+    assert rows.loc[good, "status"] == "queued" and rows.loc[good, "note"] == ""
+    assert rows.loc[damaged, "status"] == "unusable"
+    assert rows.loc[damaged, "note"] == "unusable: its config in the run store is not a JSON object (a damaged row); " \
+                                        "resubmit it"
+    at = ok(AppTest.from_file(str(DASHBOARD / "views" / "experiments.py"), default_timeout=TIMEOUT).run())  # their page
+    warnings = [w.value for w in at.warning]
+    for name in ("relu-vs-tanh.json", "dropout-augmentation.json"):
+        assert sum(f"`{name}` cannot be shown: it is not a results file" in w for w in warnings) == 1, warnings
+    assert all("\n" not in w for w in warnings)
+    with RunStore(runs) as store:
+        assert [(r.id, r.state, r.progress) for r in store.runs()] == before

@@ -1,11 +1,11 @@
-"""The Training page (run table, form, cancel, experiments) and finished runs in the sidebar's model picker.
+"""The Training page (run table, form, cancel) and finished runs in the sidebar's model picker (the paper's
+experiments: tests/test_experiments_page.py).
 
 Every test points the run store and the experiments folder at a temporary folder and sets
 ``CONVNET_LAB_NO_WORKER``, so no background worker is ever started; runs are trained in-process.
 """
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,6 @@ def test_table_lists_a_submitted_run_and_cancel_ends_it(runs):
     assert list(rows["id"]) == [run_id] and list(rows["status"]) == ["queued"]
     assert rows["model"][0] == "lenet5-modern (tanh)" and rows["epoch"][0] == "0.0 / 1"
     assert "no worker is running" in texts(at)  # and none was started (the fixture checks)
-    assert "convnet-lab experiment relu-tanh" in texts(at)  # no results yet: how to make them
     at.button(key=f"cancel_{run_id}").click().run()
     ok(at)
     assert list(table(at)["status"]) == ["cancelled"]
@@ -123,41 +122,6 @@ def test_form_queues_an_alexnet_run_on_the_offline_cifar_sample_and_refuses_digi
     assert "--data cifar10-sample" in run.recipe and "--precision bf16" in run.recipe
 
 
-def _curve(errors: list[float]) -> list[dict]:
-    return [{"epoch": i + 1, "loss": 1.0, "train_error": e, "test_error": e + 5, "seconds": 2.0 * (i + 1),
-             "train_error_clean": e - 1} for i, e in enumerate(errors)]
-
-
-def test_experiments_are_plotted_beside_the_paper(tmp_path):
-    folder = tmp_path / "experiments"
-    folder.mkdir()
-    relu = {"activation": "relu", "lr": 0.01, "curve": _curve([60, 24]), "epochs_to_target": 2, "seconds_to_target": 4.0,
-            "diverged": False}
-    tanh = {"activation": "tanh", "lr": 0.01, "curve": _curve([80, 60, 40, 30, 27, 24]), "epochs_to_target": 6,
-            "seconds_to_target": 12.0, "diverged": False}
-    (folder / "relu-vs-tanh.json").write_text(json.dumps({
-        "experiment": "relu-vs-tanh", "conditions": {"model": "cnn4-cifar", "target_train_error": 25.0, "epochs_cap": 6},
-        "runs": [relu, tanh], "preset": "smoke", "command": "convnet-lab experiment relu-tanh --preset smoke",
-        "summary": {"relu": {"lr": 0.01, "epochs_to_target": 2, "seconds_to_target": 4.0},
-                    "tanh": {"lr": 0.01, "epochs_to_target": 6, "seconds_to_target": 12.0},
-                    "ratio_epochs": 3.0, "ratio_seconds": 3.0}}))
-    runs = [{"label": f"dropout={d} aug={a}", "curve": _curve([50, 30]), "dropout": d} for d in (0.5, 0.0) for a in ("on", "off")]
-    (folder / "dropout-augmentation.json").write_text(json.dumps({
-        "experiment": "dropout-augmentation", "conditions": {}, "runs": runs,
-        "summary": {r["label"]: {"final_test_error": 35.0, "best_test_error": 35.0, "final_train_error_clean": 29.0,
-                                 "gap": 6.0, "ten_patch_test_error": None} for r in runs}}))
-    (folder / "broken.json").write_text("{not json")
-    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
-    charts = {c.proto.id for c in at.get("plotly_chart")}
-    assert len(charts) == 3  # ReLU vs tanh, dropout test error, dropout training error (no runs: no run charts)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Measured: tanh ÷ ReLU epochs"] == "3.00×" and metrics["Paper (Fig. 1): tanh ÷ ReLU"] == "≈ 6×"
-    assert metrics["ReLU to 25 %"] == "2 epochs" and metrics["tanh to 25 %"] == "6 epochs"
-    assert "broken.json" in texts(at) and "convnet-lab experiment" not in [c.value for c in at.info]
-    summary = next(d for d in at.dataframe if "setting" in d.value.columns).value
-    assert len(summary) == 4 and set(summary["gap (test − train)"]) == {6.0}
-
-
 def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs):
     run_id = submit(TrainConfig(**TINY), runs)
     assert serve(runs, once=True, log=lambda _line: None) == 1
@@ -191,12 +155,3 @@ def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs):
     at.session_state["model_name"] = f"run:{run_id}"
     ok(at.run())
     assert at.sidebar.selectbox(key="model_name").value == "lenet5"
-
-
-def test_the_projects_measured_experiments_show_until_you_have_your_own():
-    """An empty experiments folder: the page plots the results shipped in training/results/ and says so."""
-    at = ok(AppTest.from_file(PAGE, default_timeout=TIMEOUT).run())
-    assert any("shipped in `training/results`" in c.value for c in at.caption)
-    metrics = {m.label: m.value for m in at.metric}
-    assert "ReLU to 25 %" in metrics and "tanh to 25 %" in metrics
-    assert len(at.get("plotly_chart")) == 3  # ReLU vs tanh, dropout test error, dropout training error

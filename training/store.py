@@ -15,6 +15,11 @@ A worker claims a run inside ``BEGIN IMMEDIATE`` (one writer at a time), so two 
 take the same run; a running run whose owner is dead (its pid is gone on this host, or its heartbeat
 is stale) is claimed again and resumed from its checkpoint -- unless it died ``MAX_ATTEMPTS`` times in a
 row without finishing an epoch: then it is failed. A row whose config is not JSON is failed, never trained.
+
+A full disk makes every write raise :class:`StoreFull` (SQLite rolls the transaction back, so nothing
+written before is lost); the worker backs off and retries. A runs folder that cannot be written is opened
+read-only with ``RunStore(dir, readonly=True)`` (``status`` does so): reading works, writing raises
+:class:`StoreReadOnly`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ FINISHED = ("done", "failed", "cancelled")
 SCHEMA_VERSION = 2  # 2: runs.stalls
 STALE_AFTER = 60.0  # seconds without a heartbeat after which a running run is taken to be orphaned
 MAX_ATTEMPTS = 3  # a run whose worker died this many times in a row without finishing an epoch is failed
+DAMAGED_CONFIG = "its config in the run store is not a JSON object (a damaged row); resubmit it"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -72,6 +78,14 @@ CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run, name, step);
 
 class StoreError(ValueError):
     """A run store that cannot be used, or a run that does not exist; the message says what to do."""
+
+
+class StoreFull(StoreError):
+    """The disk of the run store is full: a write was rolled back, nothing already stored is lost."""
+
+
+class StoreReadOnly(StoreError):
+    """The runs folder (or the store file) cannot be written; ``RunStore(dir, readonly=True)`` can still read it."""
 
 
 def default_runs_dir() -> Path:
@@ -113,6 +127,7 @@ class Run:
     progress: float
     epochs: int
     error: str | None
+    problem: str | None = None  # why the row cannot be trained (its config is not JSON), else None
 
     @property
     def owner(self) -> Owner | None:
@@ -168,20 +183,27 @@ def run_dir(runs_dir: Path, run_id: int) -> Path:
 
 
 class RunStore:
-    """The runs folder's SQLite store. One instance per thread (sqlite3 connections are not shared)."""
+    """The runs folder's SQLite store. One instance per thread (sqlite3 connections are not shared).
 
-    def __init__(self, runs_dir: str | Path | None = None):
+    ``readonly``: open an existing store without writing anything (a read-only runs folder); writes raise StoreReadOnly.
+    """
+
+    def __init__(self, runs_dir: str | Path | None = None, readonly: bool = False):
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.path = self.runs_dir / "runs.sqlite"
+        self.readonly = readonly
         if self.runs_dir.exists() and not self.runs_dir.is_dir():
             raise StoreError(f"runs folder {self.runs_dir} is a file; pass a folder with --runs")
+        if readonly:
+            self._open_readonly()
+            return
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create runs folder {self.runs_dir} ({exc.strerror}); pass a writable --runs folder") \
                 from None
         if not os.access(self.runs_dir, os.W_OK | os.X_OK):
-            raise StoreError(f"runs folder {self.runs_dir} is not writable; pass a writable --runs folder")
+            raise StoreReadOnly(f"runs folder {self.runs_dir} is not writable; pass a writable --runs folder")
         with self._errors():
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
@@ -198,6 +220,32 @@ class RunStore:
                         if statement.strip():
                             self.db.execute(statement)
                     self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _open_readonly(self) -> None:
+        """Read the store without writing a byte: ``mode=ro`` (which reads a WAL left by a worker), else, when there
+        is no WAL to read (a store closed cleanly in a folder that cannot be written), ``immutable=1``; no store: empty."""
+        def connect(uri: str) -> sqlite3.Connection:
+            db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file now
+            return db
+
+        with self._errors():
+            if not self.path.exists():
+                self.db = connect("file:empty?mode=memory")
+                self.db.executescript(SCHEMA)
+                return
+            uri = self.path.resolve().as_uri()
+            try:
+                self.db = connect(f"{uri}?mode=ro")
+            except sqlite3.OperationalError:
+                wal = self.path.with_name(self.path.name + "-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    raise
+                self.db = connect(f"{uri}?immutable=1")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer convnet-lab (schema {version}); upgrade convnet-lab")
 
     def close(self) -> None:
         self.db.close()
@@ -220,22 +268,36 @@ class RunStore:
             if "not a database" in text or "malformed" in text:
                 raise StoreError(f"{self.path} is not a readable run store ({text}); move it aside and "
                                  "resubmit, or pass another --runs folder") from None
-            if "readonly" in text or "unable to open" in text:
-                raise StoreError(f"cannot write the run store {self.path} ({text}); pass a writable --runs folder") \
+            if getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13) or "disk is full" in text:
+                raise StoreFull(f"disk full: cannot write the run store {self.path} ({text}); free space on its disk "
+                                "(nothing stored before is lost)") from None
+            if "readonly" in text:
+                raise StoreReadOnly(f"cannot write the run store {self.path} ({text}); pass a writable --runs folder") \
+                    from None
+            if "unable to open" in text:
+                raise StoreError(f"cannot open the run store {self.path} ({text}); pass a writable --runs folder") \
                     from None
             raise StoreError(f"run store {self.path}: {text}") from None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front."""
+        """One write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front. A failed COMMIT (a full disk)
+        is rolled back too, so the connection stays usable."""
+        if self.readonly:
+            raise StoreReadOnly(f"the run store {self.path} is open read-only ({self.runs_dir} cannot be written); "
+                                "pass a writable --runs folder to change it")
         with self._errors():
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
+                    try:
+                        self.db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
-            self.db.execute("COMMIT")
 
     def _read(self, sql: str, args: Iterable = ()) -> list[dict]:
         with self._errors():
@@ -243,8 +305,10 @@ class RunStore:
 
     @staticmethod
     def _run(row: dict) -> Run:
-        """A row as a Run; a config that is not JSON reads as {} (claim fails such a run instead of training it)."""
-        return Run(**{**row, "config": parse_config(row["config"]) or {}})
+        """A row as a Run; a config that is not JSON reads as {} with the reason in ``problem`` (claim fails such a
+        run instead of training it). A store of schema 1 (read-only, not upgraded) has no stalls."""
+        config = parse_config(row["config"])
+        return Run(**{"stalls": 0, **row, "config": config or {}, "problem": None if config is not None else DAMAGED_CONFIG})
 
     # ------------------------------------------------------------------------------------------ queue
 
@@ -300,8 +364,7 @@ class RunStore:
                                    "resubmit it to try again")
                         continue
                 if parse_config(row["config"]) is None:
-                    self._fail(db, row["id"], now, "its config in the run store is not a JSON object (a damaged row); "
-                               "resubmit it")
+                    self._fail(db, row["id"], now, DAMAGED_CONFIG)
                     continue
                 db.execute("UPDATE runs SET state = 'running', pid = ?, host = ?, heartbeat = ?, attempts = attempts + 1, "
                            "stalls = stalls + ?, started = COALESCE(started, ?) WHERE id = ? AND state = ?",
@@ -358,12 +421,20 @@ class RunStore:
                        (state, time.time(), error, run_id))
             return True
 
-    def release(self, run_id: int, owner: Owner) -> None:
-        """Give ``owner``'s running run back to the queue (a worker shutting down); it resumes from its checkpoint."""
+    def release(self, run_id: int, owner: Owner, epoch: float | None = None, note: str | None = None) -> bool:
+        """Give ``owner``'s running run back to the queue (a worker shutting down; a full disk); it resumes from its
+        checkpoint. ``epoch``: the epochs its checkpoint holds -- later metrics go and progress goes back there, in the
+        same transaction. ``note`` (why it waits; none clears an older one) shows in ``status``. False if it was not ``owner``'s.
+        """
         with self._write() as db:
-            if self._owned(db, run_id, owner):
-                db.execute("UPDATE runs SET state = 'queued', pid = NULL, host = NULL, heartbeat = NULL, "
-                           "attempts = attempts - 1 WHERE id = ?", (run_id,))
+            if not self._owned(db, run_id, owner):
+                return False
+            if epoch is not None:
+                db.execute("DELETE FROM metrics WHERE run = ? AND epoch > ?", (run_id, epoch))
+                db.execute("UPDATE runs SET progress = ? WHERE id = ?", (epoch, run_id))
+            db.execute("UPDATE runs SET state = 'queued', pid = NULL, host = NULL, heartbeat = NULL, "
+                       "attempts = attempts - 1, error = ? WHERE id = ?", (note, run_id))
+            return True
 
     def cancel(self, run_id: int) -> Run:
         """Cancel a queued or running run (its worker stops within seconds); a StoreError if it already ended."""

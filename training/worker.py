@@ -9,12 +9,18 @@ that raises is marked failed with its traceback and the worker moves on. A worke
 leaves its run ``running`` with a dead owner: the next worker claims it and resumes from the run's
 last checkpoint. SIGTERM or Ctrl-C puts the current run back in the queue (it resumes the same way).
 
+A full disk is not the run's fault: when a checkpoint or the run store cannot be written, the run goes back
+to the queue at the epoch its ``last.pt`` holds (the store forgets the epoch that was not saved) and the
+worker tries again after a pause that doubles up to a minute; nothing finished is touched.
+
 Under ``torchrun --nproc_per_node=N -m training.cli worker`` rank 0 claims each run and every rank
 trains it together with DistributedDataParallel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -28,14 +34,44 @@ from pathlib import Path
 
 import torch
 
+from convnets.checkpoint import CheckpointError, DiskFullError, disk_full, read_checkpoint
+
 from . import distributed
 from .data import DigitData
 from .images import ImageData
 from .loop import NAMED_SOURCES, Stopped, TrainConfig, check_config, load_data, pick_device, takes_images, train
-from .store import STALE_AFTER, Owner, Run, RunStore, StoreError, default_runs_dir, pid_alive
+from .store import STALE_AFTER, Owner, Run, RunStore, StoreError, StoreFull, default_runs_dir, pid_alive
 
 PID_FILE = "worker.pid"
 LOG_FILE = "worker.log"
+MAX_BACKOFF = 60.0  # seconds: the longest pause between tries while the disk stays full
+ONCE_FULL_TRIES = 6  # a --once worker gives up after this many pauses in a row for a full disk
+
+
+class OutOfSpace(DiskFullError):
+    """A run stopped by a full disk (a checkpoint or the store could not be written); the run is not at fault.
+
+    ``run_id``; ``epoch``: the epochs its last.pt holds (the store goes back there); ``finished``: model.pt is written
+    and only the store's "done" is missing. Made by :func:`out_of_space`.
+    """
+
+    run_id: int
+    epoch: int
+    finished: bool
+
+
+def out_of_space(run_id: int, epoch: int, finished: bool, reason: str) -> OutOfSpace:
+    exc = OutOfSpace(errno.ENOSPC, reason)
+    exc.run_id, exc.epoch, exc.finished = run_id, epoch, finished
+    return exc
+
+
+def saved_epoch(out: Path) -> int:
+    """The epochs a run's ``last.pt`` holds; 0 when there is none (or it cannot be read)."""
+    try:
+        return int(read_checkpoint(out / "last.pt").get("epoch", 0))
+    except CheckpointError:
+        return 0
 
 
 def _log(line: str) -> None:
@@ -55,7 +91,11 @@ class _Heartbeat(threading.Thread):
         store = RunStore(self.runs_dir)
         try:
             while not self.done.wait(self.every):
-                if not store.heartbeat(self.run_id, self.owner):
+                try:
+                    alive = store.heartbeat(self.run_id, self.owner)
+                except StoreFull:  # skip this beat; the run's own writes meet the full disk and say what to do
+                    continue
+                if not alive:
                     self.lost.set()
                     return
         except StoreError:
@@ -105,6 +145,8 @@ def execute(run: Run, out: Path, store: RunStore | None, owner: Owner, *, data_c
             log(f"run {run.id}: another rank or the process group died ({str(exc).strip().splitlines()[0][:160]}); "
                 "this worker stops, the next one resumes the run")
             raise
+        if store is not None and (isinstance(exc, StoreFull) or disk_full(exc)):  # not the run's fault: serve puts it back
+            raise out_of_space(run.id, saved_epoch(out), False, str(exc).strip().splitlines()[0]) from None
         if store is None:  # another rank under torchrun: rank 0 records the failure, this rank says why it failed here
             _log(f"run {run.id}: failed on rank {distributed.from_env().rank}: {type(exc).__name__}: {exc}")
             return "failed"
@@ -117,7 +159,11 @@ def execute(run: Run, out: Path, store: RunStore | None, owner: Owner, *, data_c
             heartbeat.join()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    if store is None or store.finish(run.id, owner, "done"):
+    try:
+        finished = store is None or store.finish(run.id, owner, "done")
+    except StoreFull as exc:  # model.pt is written; serve marks the run done once the store can be written
+        raise out_of_space(run.id, run.epochs, True, str(exc)) from None
+    if finished:
         log(f"run {run.id}: done")
         return "done"
     state = store.get(run.id).state
@@ -154,9 +200,37 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _settle(store: RunStore, owner: Owner, stopped: OutOfSpace, log: Callable[[str], None]) -> None:
+    """Record a run the disk stopped: done when only that was missing, else back in the queue at its last checkpoint."""
+    if stopped.finished:
+        if store.finish(stopped.run_id, owner, "done"):
+            log(f"run {stopped.run_id}: done")
+    elif store.release(stopped.run_id, owner, epoch=stopped.epoch,
+                       note=f"waiting: the disk was full; it resumes from its last checkpoint (epoch {stopped.epoch})"):
+        log(f"run {stopped.run_id}: back in the queue; it resumes from its last checkpoint (epoch {stopped.epoch})")
+
+
+def _pause(exc: DiskFullError | StoreFull, full: int, poll: float, once: bool, log: Callable[[str], None]) -> int:
+    """Wait before trying again on a full disk (``poll`` seconds, doubling up to MAX_BACKOFF); returns the new count of
+    full-disk pauses in a row. A ``once`` worker raises ``exc`` instead after ONCE_FULL_TRIES of them."""
+    full += 1
+    if once and full > ONCE_FULL_TRIES:
+        raise exc
+    delay = min(MAX_BACKOFF, poll * 2 ** (full - 1))
+    log(f"{exc}; trying again in {delay:g} s")
+    time.sleep(delay)
+    return full
+
+
 def serve(runs_dir: str | Path | None = None, once: bool = False, poll: float = 1.0, stale_after: float = STALE_AFTER,
           report_every: float = 2.0, log: Callable[[str], None] = _log) -> int:
-    """Train queued runs in order, forever or (``once``) until the queue is empty; returns the number of runs taken."""
+    """Train queued runs in order, forever or (``once``) until the queue is empty; returns the number of runs taken
+    (a run the disk stopped counts again when taken again).
+
+    A full disk fails no run and stops no worker: the run goes back to the queue at its last checkpoint (or, trained
+    to the end, is marked done) and the worker pauses, then tries again; a ``once`` worker gives up after
+    ONCE_FULL_TRIES pauses in a row by raising the error (its run waits in the queue).
+    """
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     ctx, _ = distributed.init(pick_device("auto"))
     store = RunStore(runs_dir) if ctx.master else None
@@ -167,9 +241,18 @@ def serve(runs_dir: str | Path | None = None, once: bool = False, poll: float = 
         log(f"serving {runs_dir} on {pick_device('auto')}" + (f" x{ctx.world} (DDP)" if ctx.world > 1 else ""))
     cache: dict = {}
     taken = 0
+    stopped: OutOfSpace | None = None  # a run the disk stopped that the store does not know about yet
+    full = 0  # full-disk pauses in a row
     try:
         while True:
-            run = store.claim(owner, stale_after) if store else None
+            try:
+                if stopped is not None:
+                    _settle(store, owner, stopped, log)
+                    stopped = None
+                run = store.claim(owner, stale_after) if store else None
+            except StoreFull as exc:
+                full = _pause(exc, full, poll, once, log)
+                continue
             job = (run, store.run_dir(run.id)) if run else None
             if ctx.world > 1:
                 job = distributed.broadcast(job)  # rank 0 hands its claim to every rank
@@ -185,12 +268,24 @@ def serve(runs_dir: str | Path | None = None, once: bool = False, poll: float = 
             try:
                 execute(*job, store, owner, data_cache=cache, report_every=report_every, stale_after=stale_after,
                         log=log if ctx.master else (lambda _line: None))
+                full = 0
+            except OutOfSpace as exc:
+                stopped = exc
+                if ctx.world > 1:  # the other ranks stopped mid-run too: this worker ends, the run waits in the queue
+                    raise
+                full = _pause(exc, full, poll, once, log)
             except KeyboardInterrupt:  # SIGTERM or Ctrl-C: hand the run back; the next worker resumes it
                 if store is not None:
-                    store.release(run.id, owner)
-                    log(f"run {run.id}: interrupted; back in the queue, it resumes from its last checkpoint")
+                    try:
+                        store.release(run.id, owner)
+                        log(f"run {run.id}: interrupted; back in the queue, it resumes from its last checkpoint")
+                    except StoreFull:
+                        log(f"run {run.id}: interrupted on a full disk; the next worker resumes it")
                 raise
     finally:
+        if stopped is not None and store is not None:  # leaving on a full disk: put the run back if the store lets us
+            with contextlib.suppress(StoreError):
+                _settle(store, owner, stopped, log)
         if store is not None:
             store.close()
         if main_thread:

@@ -1,9 +1,8 @@
-"""Training: queue runs for the background trainer, watch them live, compare them; the AlexNet paper's experiments.
+"""Training: queue runs for the background trainer, watch them live, compare them.
 
 Runs live in the run store of ``training.store.default_runs_dir()`` (``$CONVNET_LAB_RUNS``); the page starts
 a background worker (``training.worker.ensure_worker``) when a run is queued and none is alive, unless
-``$CONVNET_LAB_NO_WORKER`` is set. Experiment results are read from ``training.experiments.results_dir()``
-(where ``convnet-lab experiment`` writes them).
+``$CONVNET_LAB_NO_WORKER`` is set. The paper's experiments have their own page (``views/experiments.py``).
 """
 
 from __future__ import annotations
@@ -21,14 +20,12 @@ import resources
 import streamlit as st
 
 from training.augment import Distortion
-from training.experiments import SHIPPED_RESULTS, results_dir
 from training.loop import RECIPES, TrainConfig, cpu_has_bf16, takes_images
 from training.store import STALE_AFTER, Run, RunStore, StoreError, default_runs_dir, pid_alive
 from training.worker import LOG_FILE, background_pid, ensure_worker, submit
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_WORKER = "CONVNET_LAB_NO_WORKER"  # set to 1: the app never starts a worker (tests; a worker you run yourself)
-EXPERIMENTS = "CONVNET_LAB_EXPERIMENTS"  # the experiments' results folder (training.experiments.results_dir)
 ACTIVE = ("queued", "running")
 REFRESH_SECONDS = 2.0
 COMPARE_KEY, MESSAGE_KEY = "training_compare", "training_message"
@@ -215,7 +212,10 @@ def run_table(runs: list[Run], latest: dict[int, dict]) -> pd.DataFrame:
     for run in reversed(runs):
         seconds = None if run.started is None else (run.ended or now) - run.started
         note = run.error.strip().splitlines()[-1][:120] if run.state == "failed" and run.error else ""
-        rows.append({"id": run.id, "model": run_label(run), "data": Path(run.data).name, "status": run.state,
+        status = run.state
+        if run.problem and run.state != "failed":  # a damaged row: the next worker fails it without training
+            status, note = "unusable", f"unusable: {run.problem}"
+        rows.append({"id": run.id, "model": run_label(run), "data": Path(run.data).name, "status": status,
                      "epoch": f"{run.progress:.1f} / {run.epochs}", "progress": 100.0 * run.progress / max(run.epochs, 1),
                      "test error": latest[run.id].get("test_error"),
                      "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.submitted)),
@@ -292,161 +292,5 @@ def live_runs(refreshing: bool) -> None:
 
 live_runs(active_now)
 
-
-# ------------------------------------------------------------------------------------------------ experiments
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def read_results(folder: str, versions: tuple[tuple[str, float], ...]) -> tuple[list[dict], list[str]]:
-    """Every results JSON of ``folder`` (newest first) with its file name; unreadable files are listed apart."""
-    results, skipped = [], []
-    for name, _ in versions:
-        try:
-            result = json.loads((Path(folder) / name).read_text())
-            if not isinstance(result, dict) or not {"experiment", "runs", "summary"} <= set(result):
-                raise ValueError("not an experiment result")
-        except (OSError, ValueError) as exc:
-            skipped.append(f"{name} ({type(exc).__name__})")
-            continue
-        results.append({**result, "file": name})
-    return results, skipped
-
-
-def pick(results: list[dict], experiment: str, key: str) -> dict | None:
-    """The newest result of ``experiment``, or the one picked when there are several."""
-    found = [r for r in results if r["experiment"] == experiment]
-    if len(found) > 1:
-        names = [r["file"] for r in found]
-        chosen = st.selectbox("Results file", names, key=key)
-        return found[names.index(chosen)]
-    return found[0] if found else None
-
-
-def describe_conditions(result: dict) -> str:
-    c = result.get("conditions", {})
-    data = c.get("data", {})
-    parts = [f"preset {result['preset']}" if result.get("preset") else None,
-             f"{data.get('train_size', '?')} training / {data.get('test_size', '?')} test images of "
-             f"{resources.without_paths(data.get('description', data.get('name', 'unrecorded data')))}" if data else None,
-             f"on {result['device']}" if result.get("device") else None,
-             f"{result['threads']} thread(s)" if result.get("threads") else None,
-             f"finished {result['finished']}" if result.get("finished") else None]
-    return "; ".join(p for p in parts if p)
-
-
-def how_to(kind: str, folder: Path) -> None:
-    command = {"relu-tanh": "convnet-lab experiment relu-tanh --data cifar10 --preset cpu",
-               "dropout-aug": "convnet-lab experiment dropout-aug --data cifar10 --preset cpu"}[kind]
-    st.info(f"No results in `{folder}` yet. Produce them from the repository root (cifar10 downloads once; "
-            f"`--data FOLDER_OR_TAR` reads a local copy; `--preset smoke` takes a minute or two, `cpu` about 15 minutes "
-            f"on 2 CPU cores, `gpu` is the full experiment):", icon=":material/science:")
-    st.code(command, language="bash")
-
-
-def relu_vs_tanh(result: dict) -> None:
-    summary, conditions = result["summary"], result.get("conditions", {})
-    target = float(conditions.get("target_train_error", 25.0))
-    colours = {"relu": "#1f4e9c", "tanh": "#d62728"}
-    traces = []
-    for run in result["runs"]:
-        activation = run["activation"]
-        best = run["lr"] == summary.get(activation, {}).get("lr")
-        curve = run["curve"]
-        traces.append({"name": f"{activation} lr={run['lr']:g}" + (" (best)" if best else ""),
-                       "x": [row["epoch"] for row in curve], "y": [row["train_error"] for row in curve],
-                       "color": colours.get(activation), "width": 3 if best else 1, "opacity": 1.0 if best else 0.35,
-                       "dash": "solid" if activation == "relu" else "dash", "group": activation, "markers": best})
-    chart_col, numbers_col = st.columns([2, 1])
-    chart_col.plotly_chart(plots.curves(traces, f"Training error per epoch, {conditions.get('model', 'cnn4-cifar')}",
-                                        "epoch", "training error (%)", hline=(target, f"{target:g} % target"),
-                                        y_suffix=" %", height=420), key="relu_tanh_chart")
-    chart_col.caption("Each activation's learning-rate sweep; the thick line is its best run (fewest epochs to the "
-                      "target). Training error is the mean over each epoch's mini-batches while training.")
-
-    def reached(activation: str) -> str:
-        s = summary.get(activation, {})
-        if s.get("epochs_to_target") is None:
-            return "not reached"
-        return f"{s['epochs_to_target']} epochs"
-
-    ratio, seconds = summary.get("ratio_epochs"), summary.get("ratio_seconds")
-    cap = f"the cap was {conditions.get('epochs_cap', '?')} epochs"
-    for activation, title in (("relu", "ReLU"), ("tanh", "tanh")):
-        s = summary.get(activation, {})
-        numbers_col.metric(f"{title} to {target:g} %", reached(activation),
-                           help=f"Best learning rate {s.get('lr')}; " + (f"{s['seconds_to_target']:.0f} s of training"
-                                                                          if s.get("seconds_to_target") else cap))
-    numbers_col.metric("Measured: tanh ÷ ReLU epochs", f"{ratio:.2f}×" if ratio else "n/a",
-                       help="How many times more epochs tanh needs; n/a when one of them missed the target.")
-    numbers_col.metric("Paper (Fig. 1): tanh ÷ ReLU", "≈ 6×")
-    numbers_col.caption((f"Seconds ratio {seconds:.2f}×. " if seconds else "") +
-                        "Krizhevsky et al. (2012), Fig. 1: a four-layer CNN with ReLUs reaches 25 % training error on "
-                        "CIFAR-10 six times faster than the same network with tanh neurons.")
-    if ratio is not None:
-        verdict = "is in line with" if ratio >= 4 else "shows ReLU faster, but by less than" if ratio > 1 else "contradicts"
-        st.markdown(f"Measured here: tanh needs **{ratio:.2f}×** the epochs of ReLU, which {verdict} the paper's ≈ 6×.")
-
-
-def dropout_augmentation(result: dict) -> None:
-    colours = plots.PALETTE
-    test, train = [], []
-    for i, run in enumerate(result["runs"]):
-        curve, colour = run["curve"], colours[i % len(colours)]
-        x = [row["epoch"] for row in curve]
-        test.append({"name": run["label"], "x": x, "y": [row.get("test_error") for row in curve], "color": colour,
-                     "markers": True})
-        train.append({"name": run["label"], "x": x, "y": [row.get("train_error_clean", row.get("train_error"))
-                                                          for row in curve], "color": colour, "dash": "dot"})
-    left, right = st.columns(2)
-    left.plotly_chart(plots.curves(test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %"),
-                      key="dropout_test_chart")
-    right.plotly_chart(plots.curves(train, "Training error per epoch (eval mode, no dropout or augmentation)", "epoch",
-                                    "training error (%)", y_suffix=" %"), key="dropout_train_chart")
-    rows = [{"setting": label, "final test error": s.get("final_test_error"), "ten patches": s.get("ten_patch_test_error"),
-             "best test error": s.get("best_test_error"), "final train error": s.get("final_train_error_clean"),
-             "gap (test − train)": s.get("gap")} for label, s in result["summary"].items()]
-    percent = st.column_config.NumberColumn(format="%.2f %%")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="dropout_table",
-                 column_config={k: percent for k in rows[0] if k != "setting"} if rows else None)
-    st.caption("Paper (Krizhevsky et al., 2012, Section 4): without data augmentation the network \"suffers from "
-               "substantial overfitting\"; without dropout it \"exhibits substantial overfitting\", and dropout "
-               "\"roughly doubles the number of iterations required to converge\". Here: a large gap between test and "
-               "training error is overfitting; dropout and augmentation should shrink it.")
-
-
-st.divider()
-st.header("The AlexNet paper's experiments")
-
-
-def result_files(folder: Path) -> tuple[tuple[str, float], ...]:
-    """(name, modification time) of the results JSONs in ``folder``, newest first."""
-    found = folder.glob("*.json") if folder.is_dir() else ()
-    return tuple(sorted(((p.name, p.stat().st_mtime) for p in found), key=lambda v: -v[1]))
-
-
-folder = results_dir()
-files = result_files(folder)
-shipped = not files and SHIPPED_RESULTS.is_dir()
-if shipped:
-    folder, files = SHIPPED_RESULTS, result_files(SHIPPED_RESULTS)
-results, unreadable = read_results(str(folder), files)
-where = ("the results measured for this project (on its 2-core CPU), shipped in `training/results` of the package; yours "
-         "replace them once `convnet-lab experiment` writes some") if shipped else "the experiments folder"
-st.caption(f"Results of `convnet-lab experiment` read from {where} (`${EXPERIMENTS}`; by default `experiments/` in the runs "
-           "folder)."
-           + (f" Skipped unreadable: {', '.join(unreadable)}." if unreadable else ""))
-
-EXPERIMENT_SECTIONS = (  # title, the results' "experiment", widget key, CLI subcommand, plot
-    ("ReLU vs tanh: epochs to 25 % training error", "relu-vs-tanh", "relu_tanh_file", "relu-tanh", relu_vs_tanh),
-    ("Dropout and augmentation: train vs test error", "dropout-augmentation", "dropout_aug_file", "dropout-aug",
-     dropout_augmentation),
-)
-for title, experiment, key, subcommand, plot in EXPERIMENT_SECTIONS:
-    st.subheader(title)
-    found = pick(results, experiment, key)
-    if found is None:
-        how_to(subcommand, folder)
-        continue
-    st.caption(describe_conditions(found))
-    plot(found)
-    if found.get("command"):
-        st.code(resources.without_paths(found["command"], "<CIFAR-10>"), language="bash", wrap_lines=True)
+st.caption("The AlexNet paper's experiments (ReLU vs tanh, dropout and augmentation) have their own page: "
+           "**Paper experiments**.")
