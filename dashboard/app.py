@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 
 st.set_page_config(page_title="convnet lab", page_icon="🔢", layout="wide")
 
-pages = {  # sections of the sidebar, every page listed (no "View more")
+pages = {  # sections of the sidebar (not named like a page: the browser check finds pages by their text), every page listed
     "Your digit": [
         st.Page("views/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
         st.Page("views/filters.py", title="Filters", icon=":material/grid_on:"),
@@ -32,11 +32,11 @@ pages = {  # sections of the sidebar, every page listed (no "View more")
         st.Page("views/unusual.py", title="Unusual patterns", icon=":material/psychology_alt:"),
         st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
     ],
-    "Training": [
+    "Runs and experiments": [
         st.Page("views/training.py", title="Training", icon=":material/model_training:"),
         st.Page("views/experiments.py", title="Paper experiments", icon=":material/science:"),
     ],
-    "AlexNet": [
+    "Colour images": [
         st.Page("views/alexnet.py", title="AlexNet", icon=":material/photo_camera:"),
     ],
 }

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -328,7 +329,7 @@ def test_status_answers_on_a_read_only_runs_folder_and_the_rest_says_why_not(tmp
 
 # ------------------------------------------------------------------------------------------ dying processes
 
-def test_a_worker_process_killed_at_random_moments_finishes_with_the_uninterrupted_weights(tmp_path, digits):
+def test_a_worker_process_killed_at_random_moments_finishes_with_the_uninterrupted_weights(tmp_path, digits, monkeypatch):
     """`convnet-lab worker` processes SIGKILLed KILLS times in one run, each at a random moment (data loading, a step,
     an evaluation, a checkpoint or store write), a new one started each time: the run ends `done` with exactly the
     weights of an uninterrupted run. Every other life is killed only after it saved an epoch: a run whose worker dies
@@ -341,6 +342,9 @@ def test_a_worker_process_killed_at_random_moments_finishes_with_the_uninterrupt
     run_id = submit(TrainConfig(**settings), runs)
     store = RunStore(runs)
     out = store.run_dir(run_id)
+    # A Streamlit AppTest earlier in this process leaves a page script as __main__, which multiprocessing would
+    # re-run in every child: give the children a bare __main__ instead.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     forkserver = multiprocessing.get_context("forkserver")
     forkserver.set_forkserver_preload(["training.cli"])
     argv = ["worker", "--runs", str(runs), "--once", "--threads", "1", "--report-every", "0.001", "--poll", "0.05"]

@@ -205,8 +205,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         taken = serve(args.runs, once=args.once, poll=args.poll, stale_after=args.stale_after,
                       report_every=args.report_every)
-    finally:
+    except BaseException:
         distributed.shutdown()
+        raise
+    distributed.shutdown(synchronise=True)  # the ranks leave together (see distributed.shutdown)
     if distributed.from_env().master:
         print(f"queue empty; {taken} run(s) taken")
     return 0

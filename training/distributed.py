@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -54,12 +55,23 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
     return ctx, device
 
 
+SHUTDOWN_WAIT = 120.0  # seconds the ranks wait for each other before leaving the group
+
+
 def shutdown(synchronise: bool = False) -> None:
-    """Leave the process group if this process joined one. ``synchronise`` (after a finished run) first waits for
-    every rank: rank 0 still evaluates and writes model.pt while the others would tear the group down beside it."""
+    """Leave the process group if this process joined one. ``synchronise`` (after finished work) first waits for
+    every rank: rank 0 still evaluates and writes while the others would tear the group down beside it (gloo then
+    aborts the early rank: "terminate called without an active exception"). A rank that died meanwhile only costs the
+    wait's timeout (gloo), never a hang."""
     if dist.is_available() and dist.is_initialized():
         if synchronise:
-            dist.barrier()
+            try:
+                if dist.get_backend() == "gloo":
+                    dist.monitored_barrier(timeout=timedelta(seconds=SHUTDOWN_WAIT))
+                else:
+                    dist.barrier()
+            except RuntimeError:
+                pass  # a peer is gone: nothing left to wait for
         dist.destroy_process_group()
 
 
