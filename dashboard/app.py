@@ -33,7 +33,7 @@ pages = {  # sections of the sidebar (not named like a page: the browser check f
         st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
     ],
     "Runs and experiments": [
-        st.Page("views/training.py", title="Training", icon=":material/model_training:"),
+        st.Page("views/train_runs.py", title="Training", icon=":material/model_training:", url_path="training"),
         st.Page("views/experiments.py", title="Paper experiments", icon=":material/science:"),
     ],
     "Colour images": [

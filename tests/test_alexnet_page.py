@@ -14,7 +14,6 @@ if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pl
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import convnets  # noqa: E402
-import training.loop  # noqa: E402, F401 - before AppTest puts dashboard/views (with its training.py page) on sys.path
 from training.images import as_float, cifar_sample  # noqa: E402
 from training.loop import TrainConfig, train  # noqa: E402
 from training.store import Owner, RunStore  # noqa: E402

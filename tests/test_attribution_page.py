@@ -15,7 +15,6 @@ if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pl
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import convnets  # noqa: E402
-import training.loop  # noqa: E402, F401 - before AppTest puts dashboard/views (with its training.py page) on sys.path
 from convnets import attribution as A  # noqa: E402
 
 torch.set_num_threads(1)

@@ -11,7 +11,6 @@ if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pl
     pytest.skip("dashboard dependencies not installed", allow_module_level=True)
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-import training.loop  # noqa: E402, F401 - before AppTest puts dashboard/views (with its training.py page) on sys.path
 from training.experiments import headline_key, read_results  # noqa: E402
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"

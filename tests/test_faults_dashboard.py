@@ -22,7 +22,7 @@ DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
 TIMEOUT = 120
 TINY = {"model": "lenet5-modern", "data": "sample", "epochs": 1, "train_limit": 200, "batch_size": 32}
 PAGES = ["views/draw.py", "views/filters.py", "views/feature_maps.py", "views/invariance.py", "views/misclassified.py",
-         "views/similarity.py", "views/unusual.py", "views/training.py", "views/architecture.py"]
+         "views/similarity.py", "views/unusual.py", "views/train_runs.py", "views/architecture.py"]
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_the_training_page_shows_a_damaged_row_and_a_malformed_results_file_as_u
         {"experiment": "relu-vs-tanh", "conditions": ["cnn4-cifar"], "runs": [{"activation": "relu"}], "summary": {}}))
     (experiments / "dropout-augmentation.json").write_text(json.dumps(
         {"experiment": "dropout-augmentation", "runs": 5, "summary": "none"}))
-    at = ok(AppTest.from_file(str(DASHBOARD / "views" / "training.py"), default_timeout=TIMEOUT).run())
+    at = ok(AppTest.from_file(str(DASHBOARD / "views" / "train_runs.py"), default_timeout=TIMEOUT).run())
     rows = next(d for d in at.dataframe if "status" in d.value.columns).value.set_index("id")
     assert rows.loc[good, "status"] == "queued" and rows.loc[good, "note"] == ""
     assert rows.loc[damaged, "status"] == "unusable"

@@ -21,7 +21,7 @@ from training.worker import background_pid, serve, submit  # noqa: E402
 
 torch.set_num_threads(1)
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
-PAGE = str(DASHBOARD / "views" / "training.py")
+PAGE = str(DASHBOARD / "views" / "train_runs.py")
 TIMEOUT = 120
 TINY = {"model": "lenet5-modern", "data": "sample", "epochs": 1, "train_limit": 200, "batch_size": 32}
 

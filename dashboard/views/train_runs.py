@@ -3,6 +3,8 @@
 Runs live in the run store of ``training.store.default_runs_dir()`` (``$CONVNET_LAB_RUNS``); the page starts
 a background worker (``training.worker.ensure_worker``) when a run is queued and none is alive, unless
 ``$CONVNET_LAB_NO_WORKER`` is set. The paper's experiments have their own page (``views/experiments.py``).
+The file is not named training.py: a page script of that name would shadow the ``training`` package for the
+others (the pages' folder is on ``sys.path``).
 """
 
 from __future__ import annotations
