@@ -445,6 +445,13 @@ def image_model_choices(runs: FinishedRuns | None = None) -> dict[str, str]:
 
 
 @st.cache_resource(show_spinner="Loading AlexNet weights…", max_entries=4)
+def model_and_lock(name: str, version: float, images: bool = False) -> tuple[nn.Module, threading.Lock]:
+    """The shared cached model (a digit model, or with ``images`` a colour-image one) and the lock that keeps other
+    sessions' probes off it while one runs (probes that take gradients must hold it)."""
+    model, _, lock = (_load_image_model if images else _load)(name, version)
+    return model, lock
+
+
 def _load_image_model(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
     if run_id(name) is not None:
         model, card, lock = _load(name, version)

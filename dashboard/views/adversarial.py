@@ -19,7 +19,7 @@ ANY = -1  # the target picker's "any other class"
 @st.cache_data(show_spinner=False, max_entries=128)
 def attack(name: str, version: float, image: np.ndarray, method: str, target: int | None) -> A.AdversarialExample | str:
     """``A.smallest_perturbation`` of model ``name`` (per weights version), or the one line saying why not."""
-    model, _, lock = resources._load(name, version)
+    model, lock = resources.model_and_lock(name, version)
     try:
         with lock:  # another session's convnets.activations may have hooks on the shared model
             return A.smallest_perturbation(model, image, method, target)
@@ -30,7 +30,7 @@ def attack(name: str, version: float, image: np.ndarray, method: str, target: in
 @st.cache_data(show_spinner="Attacking the test digits (once per model and method)…", max_entries=16)
 def curve(name: str, version: float, digits: str, method: str) -> np.ndarray:
     """``A.accuracy_vs_epsilon`` of model ``name`` over the first CURVE_DIGITS of ``digits`` (the evaluation digits)."""
-    model, _, lock = resources._load(name, version)
+    model, lock = resources.model_and_lock(name, version)
     images, labels, _ = resources.held_out_digits()
     with lock:
         return A.accuracy_vs_epsilon(model, images[:CURVE_DIGITS], labels[:CURVE_DIGITS], A.CURVE_EPSILONS, method)

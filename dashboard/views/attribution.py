@@ -12,6 +12,7 @@ import streamlit as st
 import torch
 
 from convnets import attribution as A
+from convnets.inference import inference
 
 ss = st.session_state
 DIGITS, PICTURES = "digits", "pictures"
@@ -21,20 +22,11 @@ LABELS = {"saliency": "Gradient (saliency)", "smoothgrad": "SmoothGrad", "integr
 MAX_SIDE = 64  # occlusion at stride 1 and SmoothGrad run every copy as one batch: 32x32 models, not 224x224 ones
 
 
-def _model_and_lock(kind: str, name: str, version: float):
-    """The shared cached model and the lock that keeps other sessions' probes off it while it runs."""
-    if kind == DIGITS:
-        model, _, lock = resources._load(name, version)
-    else:
-        model, _, lock = resources._load_image_model(name, version)
-    return model, lock
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def probabilities(kind: str, name: str, version: float, x: np.ndarray) -> np.ndarray:
     """Softmax of the model's scores for the one image ``x`` (C, H, W)."""
-    model, lock = _model_and_lock(kind, name, version)
-    with lock, torch.no_grad():
+    model, lock = resources.model_and_lock(name, version, images=kind != DIGITS)
+    with lock, inference(model):
         return torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0].numpy()
 
 
@@ -44,7 +36,7 @@ def explain(kind: str, name: str, version: float, x: np.ndarray, target: int | N
     """(the method's Attribution, its deletion curve), or (the one-line reason it cannot run, None).
 
     ``method="random"`` gives (None, the deletion curve of a seeded random pixel order): the chance level."""
-    model, lock = _model_and_lock(kind, name, version)
+    model, lock = resources.model_and_lock(name, version, images=kind != DIGITS)
     image = torch.from_numpy(x)
     with lock:
         if method == "random":
@@ -116,7 +108,7 @@ def class_picker(subject: dict, probs: np.ndarray) -> int | None:
 @st.cache_data(show_spinner=False, max_entries=16)
 def grad_cam_layers(kind: str, name: str, version: float) -> tuple[list[str], str]:
     """(the model's Grad-CAM layers, the default one)."""
-    model, lock = _model_and_lock(kind, name, version)
+    model, lock = resources.model_and_lock(name, version, images=kind != DIGITS)
     with lock:
         return A.cam_layers(model), A.default_cam_layer(model)
 
