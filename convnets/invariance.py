@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inference import inference
+
 SIZE = 28
 
 
@@ -263,11 +265,13 @@ def sweep(model: nn.Module, image: torch.Tensor | np.ndarray, kind: str,
 
 
 def robustness(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, kind: str,
-               levels: Sequence[float] | np.ndarray | None = None, batch_size: int = 1000, seed: int = 0) -> np.ndarray:
+               levels: Sequence[float] | np.ndarray | None = None, batch_size: int = 256, seed: int = 0) -> np.ndarray:
     """Accuracy (fraction right, per level) of ``model`` over ``images`` with every image transformed at each level.
 
     ``images`` uint8 or float (N, 28, 28) / (N, 1, 28, 28); default levels: 11 over the transform's range.
     Noise is seeded per batch (``seed`` + batch start), so a call is deterministic for a given ``batch_size``.
+    Batches of 256 keep one thread's activations in cache (1.3-2x the images/s of batches of 1,000), and a model
+    in ``channels_last`` layout runs about 1.5x faster on a CPU (``bench/invariance.py``).
     """
     values = np.asarray(robustness_levels(kind) if levels is None else levels, dtype=np.float64)
     y = torch.as_tensor(np.asarray(labels)).long()
@@ -279,13 +283,13 @@ def robustness(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torc
     right = torch.zeros(len(values), dtype=torch.long)
     level_tensor = torch.as_tensor(values, dtype=torch.float32)
     noisy = kind in ("salt_pepper", "gaussian")
-    for start in range(0, n, batch_size):
-        x, _ = _as_batch(images[start:start + batch_size])
-        target = y[start:start + batch_size]
-        fields = _noise_fields(x.shape, kind, torch.Generator().manual_seed(seed + start)) if noisy else None
-        for i, level in enumerate(level_tensor):
-            # the same pixels as transform(x, kind, level, seed=seed + start), with the noise drawn once per batch
-            batch = _noise(x, kind, level.expand(len(x)), fields) if noisy else transform(x, kind, level)
-            with torch.inference_mode():
-                right[i] += int((model(batch.unsqueeze(1)).argmax(dim=1) == target).sum())
+    with inference(model):
+        for start in range(0, n, batch_size):
+            x, _ = _as_batch(images[start:start + batch_size])
+            target = y[start:start + batch_size]
+            fields = _noise_fields(x.shape, kind, torch.Generator().manual_seed(seed + start)) if noisy else None
+            for i, level in enumerate(level_tensor):
+                # the same pixels as transform(x, kind, level, seed=seed + start), with the noise drawn once per batch
+                batch = _noise(x, kind, level.expand(len(x)), fields) if noisy else transform(x, kind, level)
+                right[i] += (model(batch.unsqueeze(1)).argmax(dim=1) == target).sum()
     return right.numpy() / n

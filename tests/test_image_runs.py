@@ -130,9 +130,13 @@ def test_the_image_recipe_and_its_schedule():
     assert lr_at(config, config.epochs) == pytest.approx(0.0, abs=1e-12)  # ... to zero
     short = TrainConfig(model="alexnet-cifar", data="cifar10", epochs=5).resolved()
     assert short.warmup == 0.5  # a short run keeps its warm-up to a tenth of it
-    digits = TrainConfig(model="lenet5", epochs=10).resolved()  # digit recipes: cosine to lr/100, no warm-up, as before
+    digits = TrainConfig(model="lenet5-modern", epochs=10).resolved()  # cosine to lr/100, no warm-up, as before
     assert (digits.warmup, digits.schedule, digits.label_smoothing, digits.weight_decay) == (0.0, "cosine", 0.0, 0.0)
     assert lr_at(digits, 10) == pytest.approx(digits.lr / 100) and lr_at(digits, 0) == pytest.approx(digits.lr)
+    faithful = TrainConfig(model="lenet5").resolved()  # one epoch of warm-up, then cosine, in NHWC
+    assert (faithful.warmup, faithful.schedule, faithful.batch_size, faithful.channels_last) == (1.0, "cosine", 128, True)
+    assert lr_at(faithful, 0) == pytest.approx(faithful.lr / 10) and lr_at(faithful, 1) == pytest.approx(faithful.lr)
+    assert TrainConfig(model="lenet5", epochs=5).resolved().warmup == 0.5  # at most a tenth of a short run
 
 
 def test_export_ships_float16_weights_with_the_test_error_measured_again(tmp_path, cifar_folder, capsys):

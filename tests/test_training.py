@@ -15,10 +15,12 @@ def _quiet(*_args):
     pass
 
 
-@pytest.mark.parametrize("name, epochs, max_error", [("lenet5-modern", 2, 12.0), ("lenet5", 2, 20.0)])
+# both recipes take batches of 128 (32 steps per epoch of 4,000 digits); the faithful network, without batch norm
+# and with a warm-up, needs more of them to start: 6 epochs
+@pytest.mark.parametrize("name, epochs, max_error", [("lenet5-modern", 2, 12.0), ("lenet5", 6, 20.0)])
 def test_short_run_on_real_digits_learns(sample_data, name, epochs, max_error):
     model, card = train(TrainConfig(model=name, epochs=epochs, seed=0), data=sample_data, progress=False, log=_quiet)
-    # chance is 90 % error; 4,000 training digits and two epochs get far below it on the 1,000 held out
+    # chance is 90 % error; 4,000 training digits and a few epochs get far below it on the 1,000 held out
     assert card["test_error"] < max_error
     assert card["test_error"] == pytest.approx(error_rate(model, sample_data.test_x, sample_data.test_y))
     assert [e["epoch"] for e in card["epochs"]] == list(range(1, epochs + 1))

@@ -60,6 +60,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, help="after warm-up: cosine (to lr/100), linear (to 0) or constant")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="colour images: the AlexNet paper's random crops, reflections and PCA colour (recipe default: on)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC layout, faster on CPU for some models (recipe default per model; bench/lenet_speed.py)")
     p.add_argument("--distort", action="store_true", help="the paper's random affine distortions of training digits")
     defaults = Distortion()
     for name, help_text in [("translate", "pixels"), ("scale", "relative"), ("squeeze", "relative"),
@@ -86,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        exclude_sample=args.exclude_sample, epochs=args.epochs, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                        label_smoothing=args.label_smoothing, nesterov=args.nesterov, warmup=args.warmup,
-                       schedule=args.schedule, augment=args.augment,
+                       schedule=args.schedule, augment=args.augment, channels_last=args.channels_last,
                        distort=distortion, seed=args.seed, device=args.device, train_limit=args.limit,
                        precision=args.precision)
 
