@@ -7,8 +7,9 @@ A benchmark, not a test. For each shipped digit model it times
 * ``robustness`` -- :func:`convnets.invariance.robustness` over every test digit at 11 levels, one
   curve per kind of ``ROBUSTNESS_KINDS`` (the dashboard's robustness charts), as the dashboard runs it (the model in
   ``channels_last`` layout, batches of 256) beside the reference (the earlier way: NCHW, batches of 1,000), both
-  giving the same accuracies (the noises are drawn per batch, so theirs differ by the draw); targets 5 s per
-  curve for ``lenet5``, 3 s for ``lenet5-modern``.
+  giving the same accuracies (the noises are drawn per batch, so theirs differ by the draw), and the same under
+  bfloat16 autocast (fast where the CPU has AVX-512 BF16 or AMX); targets 5 s per curve for ``lenet5``, 3 s for
+  ``lenet5-modern``.
 
 The test digits are the official MNIST test set (10,000) from ``--data`` (default ../shared/data/mnist.npz,
 x_test / y_test) when it exists, else the offline sample's 1,000 held-out digits; the output says which.
@@ -103,14 +104,20 @@ def main() -> None:
         for kind in ROBUSTNESS_KINDS:
             levels = robustness_levels(kind)
             ref_s, ref_acc = timed(robustness, reference, images, labels, kind, levels, batch_size=1000)
-            seconds, accuracy = timed(robustness, fast, images, labels, kind, levels,
-                                        batch_size=args.batch_size)
-            curves[kind] = {"seconds": round(seconds, 3), "reference_seconds": round(ref_s, 3), "levels": levels.tolist(),
+            seconds, accuracy = timed(robustness, fast, images, labels, kind, levels, batch_size=args.batch_size)
+            bf_s, bf_acc = timed(robustness, fast, images, labels, kind, levels, batch_size=args.batch_size,
+                                 amp_dtype=torch.bfloat16)
+            curves[kind] = {"seconds": round(seconds, 3), "reference_seconds": round(ref_s, 3),
+                            "bf16_seconds": round(bf_s, 3), "levels": levels.tolist(),
                             "accuracy_percent": np.round(100 * accuracy, 2).tolist(),
-                            "max_difference_from_reference_points": round(float(np.abs(accuracy - ref_acc).max()) * 100, 2)}
-            print(f"  robustness {kind:<12} {seconds:6.2f} s = {seconds / target:.2f} x the {target:.0f} s target "
-                  f"(reference {ref_s:.2f} s, {ref_s / seconds:.2f}x); accuracy % "
-                  f"{' '.join(f'{100 * a:.1f}' for a in accuracy)}")
+                            "bf16_accuracy_percent": np.round(100 * bf_acc, 2).tolist(),
+                            "max_difference_from_reference_points": round(float(np.abs(accuracy - ref_acc).max()) * 100, 2),
+                            "bf16_max_difference_points": round(float(np.abs(bf_acc - accuracy).max()) * 100, 2)}
+            print(f"  robustness {kind:<12} reference {ref_s:6.2f} s | NHWC fp32 {seconds:6.2f} s "
+                  f"({ref_s / seconds:.2f}x, {seconds / target:.2f} x the {target:.0f} s target) | NHWC bf16 {bf_s:6.2f} s "
+                  f"({ref_s / bf_s:.2f}x, {bf_s / target:.2f} x target, at most "
+                  f"{curves[kind]['bf16_max_difference_points']:.2f} points from fp32)")
+            print(f"    accuracy % {' '.join(f'{100 * a:.1f}' for a in accuracy)}")
         total = sum(c["seconds"] for c in curves.values())
         print(f"  all {len(curves)} curves: {total:.1f} s (what the dashboard computes once per model)")
         result["models"][name] = {"sweep_ms_median": {k: round(v, 2) for k, v in sweeps.items()},
