@@ -41,6 +41,12 @@ pages = {  # sections of the sidebar (not named like a page: the browser check f
     ],
 }
 page = st.navigation(pages, expanded=True)
+# Streamlit fetches plotly.js (a few MB) only when a page first shows a chart; showing an invisible one first lets the
+# browser fetch and parse it while the server computes the page (the first chart after a fresh start: bench/dashboard.py)
+preload = st.empty()
+if "plotly_preloaded" not in st.session_state:
+    st.session_state["plotly_preloaded"] = True
+    preload.plotly_chart(plots.invisible(), config={"displayModeBar": False, "staticPlot": True}, key="plotly_preload")
 
 with st.sidebar:
     runs = resources.finished_runs()
@@ -60,6 +66,7 @@ with st.sidebar:
                f"Trained on {resources.without_paths(card['data']['description'])}.")
 
 page.run()
+preload.empty()
 
 with st.sidebar:  # after the page, which may have just changed the current image
     current = state.current_digit()

@@ -15,6 +15,13 @@ ERRORS = [[0.0, "#fff5f0"], [1.0, "#f0694a"]]  # white to mid red: dark count te
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
 
 
+def invisible() -> go.Figure:
+    """An empty, transparent figure 10 pixels high (plotly's least): drawing it makes the browser fetch plotly.js early."""
+    hidden = {"visible": False}
+    return go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": hidden, "yaxis": hidden,
+                             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"})
+
+
 def thumbnail(image: np.ndarray, size: int = 112, pad: int = 4) -> np.ndarray:
     """A uint8 copy of a [0, 1] image scaled to ``size`` on its longer side: crisp pixels up, smooth down.
 
