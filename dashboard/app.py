@@ -24,6 +24,7 @@ pages = {  # sections of the sidebar (not named like a page: the browser check f
         st.Page("views/draw.py", title="Draw & predict", icon=":material/draw:", default=True),
         st.Page("views/filters.py", title="Filters", icon=":material/grid_on:"),
         st.Page("views/feature_maps.py", title="Feature maps", icon=":material/layers:"),
+        st.Page("views/unit.py", title="Unit page", icon=":material/center_focus_strong:"),
         st.Page("views/attribution.py", title="Why this answer", icon=":material/lightbulb:"),
         st.Page("views/invariance.py", title="Invariance lab", icon=":material/rotate_right:"),
         st.Page("views/adversarial.py", title="Adversarial digits", icon=":material/bug_report:"),
@@ -51,6 +52,8 @@ if "plotly_preloaded" not in st.session_state:
 with st.sidebar:
     runs = resources.finished_runs()
     choices = resources.model_choices(runs)
+    if state.MODEL_KEY not in st.session_state and st.query_params.get("model") in choices:  # a shared Unit page address
+        st.session_state[state.MODEL_KEY] = st.query_params["model"]
     if st.session_state.get(state.MODEL_KEY) not in choices:  # a picked run whose checkpoint is gone
         st.session_state[state.MODEL_KEY] = resources.MODEL_NAMES[0]
     st.selectbox("Model", list(choices), key=state.MODEL_KEY, format_func=choices.get,

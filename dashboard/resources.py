@@ -193,8 +193,10 @@ def held_out_digits() -> tuple[np.ndarray, np.ndarray, str]:
     return _held_out_digits(evaluation_source())
 
 
-@st.cache_data(show_spinner="Loading the test digits…", max_entries=2)
+@st.cache_resource(show_spinner="Loading the test digits…", max_entries=2)
 def _held_out_digits(source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    # A resource, not cache_data: every page reads these several times a rerun, and cache_data would copy them each
+    # time (10,000 official test digits: 7.8 MB). Shared by every session: treat them as read-only.
     try:
         images, labels, description = evaluation_digits(source)
     except DataError as exc:  # a bad $CONVNET_LAB_MNIST: say so, fall back to the offline digits
@@ -455,6 +457,7 @@ def model_and_lock(name: str, version: float, images: bool = False) -> tuple[nn.
     return model, lock
 
 
+@st.cache_resource(show_spinner="Loading AlexNet weights…", max_entries=4)
 def _load_image_model(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
     if run_id(name) is not None:
         model, card, lock = _load(name, version)
@@ -667,3 +670,99 @@ def kernel_colours(name: str, version: float) -> list[dict]:
 def paper_counts() -> dict:
     """:func:`convnets.paper_comparison` (params, neurons, connections of the 2012 network beside the paper's), once."""
     return convnets.paper_comparison()
+
+
+# --- Unit page: every unit's top-9 patches (cached on disk per model version), one unit's feature visualisation ---
+
+UNIT_CACHE_FORMAT = 1  # bump when convnets.units.top_patches changes what it finds
+
+
+@dataclass(frozen=True)
+class UnitPatches:
+    """:func:`convnets.units.top_patches` of a model over the digits of :func:`held_out_digits`, every unit layer."""
+
+    patches: dict  # layer -> convnets.units.TopPatches
+    description: str  # what the digits are, e.g. 'the official MNIST test set (10,000 digits)'
+    digits: int  # how many
+    seconds: float  # the time it took to find them (0 when read from the disk cache)
+    cache: str  # where the result is kept on disk, or why it is not
+
+
+def unit_layer_sizes(name: str) -> dict[str, int]:
+    """:func:`convnets.units.unit_layers` of the model ``name``: its layers with units, and how many each has."""
+    return _unit_layer_sizes(name, weights_version(name))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _unit_layer_sizes(name: str, version: float) -> dict[str, int]:
+    from convnets.units import unit_layers
+
+    model, _, lock = _load(name, version)
+    with lock:
+        return unit_layers(model)
+
+
+def _unit_cache_file(name: str, version: float, source: str, description: str, count: int) -> Path:
+    import hashlib
+
+    key = hashlib.blake2b(f"{name}|{version!r}|{source}|{description}|{count}|{UNIT_CACHE_FORMAT}".encode(),
+                          digest_size=10).hexdigest()
+    return default_runs_dir() / "unit-cache" / f"top-patches-{re.sub(r'[^A-Za-z0-9]+', '-', name)}-{key}.npz"
+
+
+def unit_patches(name: str) -> UnitPatches:
+    """Every unit's top-9 patches for the model ``name`` over the evaluation digits: found once per weights version and
+    digits (batched passes), kept on disk in the runs folder (``unit-cache/``) and in memory."""
+    return _unit_patches(name, weights_version(name), evaluation_source())
+
+
+@st.cache_data(show_spinner="Finding every unit's top-9 patches in the test digits (once per model version)…",
+               max_entries=8)
+def _unit_patches(name: str, version: float, source: str) -> UnitPatches:
+    import time
+
+    from convnets import units
+
+    model, _, lock = _load(name, version)
+    images, _, description = _held_out_digits(source)
+    path = _unit_cache_file(name, version, source, description, len(images))
+    shown = f"unit-cache/{path.name} in the runs folder"
+    if path.is_file():
+        try:
+            return UnitPatches(units.load_top_patches(path, model), description, len(images), 0.0, shown)
+        except (OSError, ValueError, KeyError) as exc:  # damaged or from another format: find them again
+            shown = f"{shown} (unreadable, rewritten: {exc})"
+    start = time.perf_counter()
+    with lock:
+        patches = units.top_patches(model, images)
+    seconds = time.perf_counter() - start
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        units.save_top_patches(path, patches)
+    except OSError as exc:
+        shown = f"not kept on disk ({exc.strerror or exc}); kept in memory for this server only"
+    return UnitPatches(patches, description, len(images), seconds, shown)
+
+
+def unit_weighted_sum(name: str, image: np.ndarray, layer: str, unit: int):
+    """:func:`convnets.units.weighted_sum` of one unit on one 28x28 image, at its most active position (cached)."""
+    return _unit_weighted_sum(name, weights_version(name), np.asarray(image, dtype=np.float32), layer, unit)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _unit_weighted_sum(name: str, version: float, image: np.ndarray, layer: str, unit: int):
+    from convnets.units import weighted_sum
+
+    model, _, lock = _load(name, version)
+    with lock:
+        return weighted_sum(model, image, layer, unit)
+
+
+@st.cache_data(show_spinner="Visualising the unit (activation maximisation from noise)…", max_entries=64)
+def unit_visualisation(name: str, version: float, layer: str, unit: int, objective: str):
+    """:func:`convnets.units.visualise` with its default regularisation and seed: the same picture every time."""
+    from convnets.units import visualise
+
+    model, _, lock = _load(name, version)
+    with lock:
+        return visualise(model, layer, unit, objective=objective)

@@ -32,6 +32,14 @@ summary = pd.DataFrame([{"layer": r["name"], "kind": r["kind"], "output": "x".jo
 with st.expander("Layers at a glance (params and connections per image, from convnets.layer_table)"):
     st.dataframe(summary, hide_index=True)
 
+sizes = resources.unit_layer_sizes(name)  # one unit on its own page: kernels, receptive field, top-9, visualisation
+layer_col, unit_col, open_col = st.columns([1, 1, 3], vertical_alignment="bottom")
+unit_layer = layer_col.selectbox("Look at one unit of", list(sizes), key="maps_unit_layer")
+st.session_state["maps_unit"] = min(st.session_state.get("maps_unit", 0), sizes[unit_layer] - 1)
+unit = unit_col.number_input(f"unit (0–{sizes[unit_layer] - 1})", 0, sizes[unit_layer] - 1, key="maps_unit")
+if open_col.button("Open the unit page", icon=":material/center_focus_strong:", key="maps_open_unit"):
+    st.switch_page("views/unit.py", query_params={"model": name, "layer": unit_layer, "unit": str(unit)})
+
 
 def heading(layer: str, what: str) -> None:
     row = rows[layer]
