@@ -14,6 +14,7 @@ import streamlit as st
 MODEL_KEY = "model_name"
 CURRENT_KEY = "current_digit"
 STEPS_KEY = "current_steps"  # the convnets.digits.DigitSteps behind the current image, when it came from a picture
+ORIGIN_KEY = "current_origin"  # where the current image came from: "canvas", "upload", "held-out" (None: a test set it)
 
 
 def model_name() -> str:
@@ -41,12 +42,22 @@ def current_digit() -> dict:
     return current
 
 
-def set_current_digit(image: np.ndarray, source: str, label: int | None = None, steps: object | None = None) -> None:
+def set_current_digit(image: np.ndarray, source: str, label: int | None = None, steps: object | None = None,
+                      origin: str | None = None) -> None:
     st.session_state[CURRENT_KEY] = {"image": np.asarray(image, dtype=np.float32).reshape(28, 28), "source": source,
                                      "label": label}
     st.session_state[STEPS_KEY] = steps
+    st.session_state[ORIGIN_KEY] = origin
 
 
 def clear_current_digit() -> None:
-    st.session_state.pop(CURRENT_KEY, None)
-    st.session_state.pop(STEPS_KEY, None)
+    for key in (CURRENT_KEY, STEPS_KEY, ORIGIN_KEY):
+        st.session_state.pop(key, None)
+
+
+def clear_if_from(origin: str) -> bool:
+    """Drop the current image if it came from ``origin`` (an emptied canvas, a removed upload); True if it did."""
+    if CURRENT_KEY not in st.session_state or st.session_state.get(ORIGIN_KEY) != origin:
+        return False
+    clear_current_digit()
+    return True

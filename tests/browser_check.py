@@ -314,6 +314,33 @@ def check_experiments(page: Page, where: str, failures: list[str]) -> None:
     no_alerts(page, where, failures, ("Error",))
 
 
+def check_unit(page: Page, where: str, failures: list[str]) -> None:
+    """The Unit page (from the sidebar): four sections, the weighted-sum table, nine top patches, the feature
+    visualisation's numbers, the unit in the address; then, in a new tab (a new session), an address for a unit that
+    does not exist: one error box that names the fix, and the rest of the page for a unit that does."""
+    main = page.locator('[data-testid="stMain"]')
+    patches = [c for c in main.locator('[data-testid="stImageCaption"]').all_inner_texts() if c.startswith("#")]
+    numbers = metrics(page)
+    expect(failures, where, len(main.get_by_role("heading", level=3).all()) == 4 and len(patches) == 9,
+           f"{len(patches)} top patches {patches}, headings {main.get_by_role('heading', level=3).all_inner_texts()}")
+    expect(failures, where, {"Activation reached", "On the starting noise", "Best test digit"} <= set(numbers) and
+           main.locator('[data-testid="stDataFrame"]').count() == 1, f"metrics {numbers}, or no weighted-sum table")
+    expect(failures, where, "layer=" in page.url and "unit=" in page.url, f"the address {page.url} names no unit")
+    no_alerts(page, where, failures)
+    bad = page.context.browser.new_page()
+    try:
+        bad.set_viewport_size({"width": 1400, "height": 1000})
+        bad.goto(f"{URL}/unit?layer=C3&unit=99", wait_until="domcontentloaded")
+        settle(bad, heading="Unit page")
+        bad.locator('[data-testid="stMain"] [data-testid="stMetric"]').first.wait_for(timeout=60_000)
+        errors = bad.locator('[data-testid="stMain"] [data-testid="stAlertContentError"]').all_inner_texts()
+        expect(failures, where + ", address ?layer=C3&unit=99", len(errors) == 1 and "unit 99 does not exist" in errors[0]
+               and bad.locator('[data-testid="stException"]').count() == 0 and "Best test digit" in metrics(bad),
+               f"error boxes {errors}; the rest of the page: metrics {metrics(bad)}")
+    finally:
+        bad.close()
+
+
 def interact(page: Page, title: str, shots: Path, failures: list[str]) -> None:
     """One interaction on each new page (lenet5-modern picked): another class, PGD, another results file."""
     name = f"08_{slug(title)}_"
@@ -340,7 +367,7 @@ def interact(page: Page, title: str, shots: Path, failures: list[str]) -> None:
 
 
 CHECKS = {"Why this answer": check_attribution, "Adversarial digits": check_adversarial,
-          "Paper experiments": check_experiments}
+          "Paper experiments": check_experiments, "Unit page": check_unit}
 
 
 def click_confusion_cell(page: Page, shots: Path, failures: list[str]) -> None:
@@ -399,6 +426,88 @@ def alexnet_page(page: Page, shots: Path, failures: list[str]) -> None:
     shoot(page, shots, "19_alexnet_upload", failures)
 
 
+def drawn_now(page: Page) -> bool:
+    """Whether the page shows a prediction for a drawing."""
+    return page.get_by_role("heading", name="Current image: your drawing").count() > 0
+
+
+def stroke_from_corner(page: Page) -> None:
+    """A stroke that starts 6 px inside the canvas's top-right corner, the pointer arriving there from outside and
+    pressing at once (as a pen or a finger does): the strip where the canvas's toolbar used to lie, unseen."""
+    box = page.locator("canvas.upper-canvas").first.bounding_box()
+    page.mouse.move(5, 5)
+    x, y = box["x"] + box["width"] - 12, box["y"] + 6
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for i in range(1, 25):
+        page.mouse.move(x - 5 * i, y + 9 * i)
+    page.mouse.up()
+
+
+def canvas_tool(page: Page, name: str) -> None:
+    """Click one of the canvas toolbar's buttons ('Undo', 'Reset canvas & history')."""
+    page.locator(".dc-root").first.hover()
+    page.wait_for_timeout(400)
+    page.get_by_role("button", name=name, exact=True).click()
+    page.wait_for_timeout(1000)
+    settle(page)
+
+
+def canvas_checks(page: Page, shots: Path, failures: list[str]) -> None:
+    """At 1,024 and 1,440 px: the canvas whole and clear of the Upload column and of its own toolbar; a stroke from its
+    top-right corner draws; undo and the canvas's trash icon take the drawing's prediction away. Ends with a 7 drawn."""
+    for width in (1024, 1440):
+        page.set_viewport_size({"width": width, "height": 1000})
+        settle(page)
+        canvas = page.locator("canvas.upper-canvas").first.bounding_box()
+        upload = page.locator('[data-testid="stFileUploader"]').first.bounding_box()
+        toolbar = page.locator(".dc-toolbar").first.bounding_box()
+        beside = upload["x"] >= canvas["x"] + canvas["width"] or upload["y"] >= canvas["y"] + canvas["height"]
+        expect(failures, f"canvas at {width} px", canvas["width"] == 280 and canvas["x"] + 280 <= width and beside,
+               f"cut off or covered: canvas {canvas}, uploader {upload}")
+        expect(failures, f"canvas toolbar at {width} px", toolbar["y"] + toolbar["height"] <= canvas["y"] + 0.5,
+               f"lies over the drawing area: toolbar {toolbar}, canvas {canvas}")
+        shoot(page, shots, f"02a_draw_inputs_{width}px", failures)
+        canvas_tool(page, "Reset canvas & history")
+        stroke_from_corner(page)
+        page.wait_for_timeout(1000)
+        settle(page)
+        expect(failures, f"a stroke from the canvas's top-right corner at {width} px", drawn_now(page), "drew nothing")
+    shoot(page, shots, "02b_draw_corner_stroke", failures)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    canvas_tool(page, "Undo")
+    expect(failures, "undo of the only stroke", not drawn_now(page), "left the drawing's prediction on the page")
+    shoot(page, shots, "02c_draw_undone", failures)
+    draw_seven(page)
+    page.get_by_role("heading", name="Current image: your drawing").wait_for(timeout=30_000)
+    canvas_tool(page, "Reset canvas & history")
+    expect(failures, "the canvas's trash icon", not drawn_now(page), "left the drawing's prediction on the page")
+    draw_seven(page)
+    page.get_by_role("heading", name="Current image: your drawing").wait_for(timeout=30_000)
+    settle(page)
+
+
+def refused_upload_check(page: Page, failures: list[str]) -> None:
+    """After a file over the size limit: its name and the reason in words on the page; then a held-out digit picked and
+    another such file: no prediction left under the warning."""
+    main = page.locator('[data-testid="stMain"]')
+    for attempt in ("huge.png", "huge2.png"):
+        if attempt == "huge2.png":
+            page.get_by_role("button", name="Random held-out digit").click()
+            page.get_by_role("heading", name="Current image: held-out digit").wait_for(timeout=30_000)
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+                files=[{"name": attempt, "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n" + bytes(3 * 2**20)}])
+        try:
+            main.get_by_text(f"'{attempt}' was not uploaded", exact=False).wait_for(timeout=20_000)
+        except PlaywrightTimeout:
+            failures.append(f"a refused 3 MB upload ({attempt}) got no warning naming it and the limit")
+            return
+        settle(page)
+        expect(failures, f"refused upload {attempt}", "2.0MB or smaller" in main.inner_text(),
+               "the warning does not name the limit")
+        expect(failures, f"refused upload {attempt}", page.get_by_role("heading", name="Current image").count() == 0,
+               "a prediction stayed on the page under the warning")
+
 def main() -> int:
     global PORT, URL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -430,6 +539,8 @@ def main() -> int:
                 page.get_by_role("heading", name="Current image: your drawing").wait_for(timeout=30_000)
                 settle(page)
                 shoot(page, args.shots, "02_draw_drawn", failures)
+                print("Draw & predict: the canvas at 1,024 and 1,440 px, a stroke from its corner, undo, trash")
+                canvas_checks(page, args.shots, failures)
 
                 for title in pages[1:]:
                     print(title)
@@ -478,6 +589,7 @@ def main() -> int:
                 settle(page)
                 if page.get_by_role("heading", name="Current image: your upload").count():
                     failures.append("a 3 MB upload got through the 2 MB cap")
+                refused_upload_check(page, failures)
                 shoot(page, args.shots, "14_draw_oversize_upload", failures)
 
                 print("Feature maps, hovering over C1")

@@ -10,13 +10,15 @@ import plots
 import resources
 import state
 import streamlit as st
+from draw_helper import page_helper
 from PIL import Image, UnidentifiedImageError
 from streamlit_drawable_canvas import st_canvas
 
 from convnets.digits import prepare_digit
 from convnets.novelty import NoveltyRule, Verdict, calibrate
 
-MAX_UPLOAD_MB = 2
+MAX_UPLOAD_MB = 2  # as the server's own limit (training/cli.py app_command, .streamlit/config.toml)
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")
 ss = st.session_state
 ss.setdefault("input_source", "held-out")
 ss.setdefault("input_generation", 0)  # bumped by Clear: new widget keys give an empty canvas and uploader
@@ -27,8 +29,14 @@ def use(source: str) -> None:
     ss["input_source"] = source
 
 
-def use_canvas() -> None:
-    use("canvas")
+def canvas_changed() -> None:
+    """The canvas sent a new drawing: strokes make it the source; an emptied canvas (undo, its trash icon) takes the
+    drawing's prediction with it, and leaves a held-out digit or an upload alone."""
+    drawing = (ss.get(f"canvas_{ss['input_generation']}") or {}).get("drawing") or {}
+    if (drawing.get("raw") or {}).get("objects"):
+        use("canvas")
+    else:
+        state.clear_if_from("canvas")
 
 
 def pick_random() -> None:
@@ -45,6 +53,16 @@ def clear() -> None:
 def no_ink(message: str) -> str:
     """prepare_digit's 'no ink' refusals (an empty canvas, a flat picture) as the not-a-digit verdicts they are."""
     return f"This does not look like a digit: {message}" if "no ink" in message else message
+
+
+def refusal_reason(refused: dict) -> str:
+    """Why the uploader refused a file, in words: its own reason when the browser gave it, else from the name and size."""
+    if refused.get("reason"):
+        return refused["reason"].strip().removeprefix("Error:").strip().rstrip(".")  # e.g. "File must be 2.0MB or smaller"
+    size = refused.get("label", "").rpartition(", ")[2]
+    if not refused["name"].lower().endswith(tuple(f".{kind}" for kind in UPLOAD_TYPES)):
+        return f"only {', '.join(UPLOAD_TYPES).upper()} files are taken"
+    return f"it is {size or 'larger than the limit'}, over the limit of {MAX_UPLOAD_MB} MB per file"
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -83,19 +101,24 @@ st.title("Draw & predict")
 st.caption(f"Model: **{name}**. Draw a digit, upload a picture of one, or pick one of {held_out_description} "
            "(never seen in training). Whatever you choose becomes the current image for every page.")
 
-draw_col, upload_col, pick_col = st.columns([1.1, 1, 1], gap="medium")
-with draw_col:
+canvas_key, upload_key = f"canvas_{ss['input_generation']}", f"upload_{ss['input_generation']}"
+# Fixed widths in a wrapping row, not columns: the 280-px canvas stays whole at any window width (at 1,024 px the
+# held-out picker wraps under the other two) instead of being cut off behind the next column.
+inputs = st.container(horizontal=True, gap="medium")
+with inputs.container(width=280):
     st.subheader("Draw")
     canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
-                       drawing_mode="freedraw", return_image_data=True, key=f"canvas_{ss['input_generation']}",
-                       on_change=use_canvas, update_streamlit=True)
+                       drawing_mode="freedraw", return_image_data=True, key=canvas_key, on_change=canvas_changed,
+                       update_streamlit=True)
     st.button("Clear", icon=":material/delete:", on_click=clear, help="Empty the canvas and the upload")
-with upload_col:
+with inputs.container(width=250):
     st.subheader("Upload")
     upload = st.file_uploader(f"A photo or scan of one digit (PNG, JPEG, up to {MAX_UPLOAD_MB} MB)",
-                              type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], max_upload_size=MAX_UPLOAD_MB,
-                              key=f"upload_{ss['input_generation']}", on_change=use, args=("upload",))
-with pick_col:
+                              type=list(UPLOAD_TYPES), max_upload_size=MAX_UPLOAD_MB,
+                              key=upload_key, on_change=use, args=("upload",))
+    st.caption(f"Files over {MAX_UPLOAD_MB} MB are refused before the app sees them: crop the photo to the digit or "
+               "save it smaller (a digit needs far less).")
+with inputs.container(width=250):
     st.subheader("Held-out digit")
     st.number_input("Index among the held-out digits", min_value=0, max_value=len(resources.held_out_digits()[1]) - 1,
                     step=1, key="held_out_index", on_change=use, args=("held-out",))
@@ -109,21 +132,29 @@ if source == "canvas":
     if strokes and pixels is not None:
         try:
             steps = prepare_digit(np.asarray(pixels))
-            state.set_current_digit(steps.centred, "your drawing", steps=steps)
+            state.set_current_digit(steps.centred, "your drawing", steps=steps, origin="canvas")
         except ValueError as exc:
             problem = no_ink(str(exc))
 elif source == "upload" and upload is not None:
     try:
         with Image.open(upload) as picture:
             steps = prepare_digit(picture)
-        state.set_current_digit(steps.centred, f"your upload {upload.name!r}", steps=steps)
+        state.set_current_digit(steps.centred, f"your upload {upload.name!r}", steps=steps, origin="upload")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         problem = f"could not read {upload.name!r} as an image ({type(exc).__name__}); upload a PNG or JPEG"
     except ValueError as exc:
         problem = no_ink(str(exc))
+elif source == "upload":  # the upload was removed, or replaced by one the uploader refused
+    state.clear_if_from("upload")
 elif source == "held-out":
     picked = state.held_out(ss["held_out_index"])
-    state.set_current_digit(picked["image"], picked["source"], label=picked["label"])
+    state.set_current_digit(picked["image"], picked["source"], label=picked["label"], origin="held-out")
+refused = page_helper()
+if refused:
+    problem = f"{refused['name']!r} was not uploaded: {refusal_reason(refused)}; crop the photo to the digit or save it " \
+              "as a smaller PNG or JPEG."
+if problem:  # nothing from before may look like the answer to what was just refused
+    state.clear_current_digit()
 
 def show(current: dict) -> None:
     """The current image's preprocessing, prediction, probabilities and (lenet5) RBF distances."""
@@ -131,8 +162,9 @@ def show(current: dict) -> None:
     st.divider()
     st.subheader(f"Current image: {current['source']}")
     if steps is not None:
-        st.caption("Preprocessing, the MNIST recipe: grayscale → ink = 1 on black → crop to the ink → fit the longer side "
-                   "to 20 px (aspect kept, antialiased) → place in 28x28 with the centre of mass at the centre.")
+        st.caption("Preprocessing, the MNIST recipe: grayscale → ink = 1 on black (uneven light removed) → crop to the ink → "
+                   "strokes thinner than MNIST's widened → fit the longer side to 20 px (aspect kept, antialiased) → place "
+                   "in 28x28 with the centre of mass at the centre.")
         gallery = steps.gallery()
         for column, (caption, image) in zip(st.columns(len(gallery)), gallery, strict=True):
             tile = plots.thumbnail(image, 112)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
 import plots
 import resources
 import state
@@ -11,9 +12,21 @@ import streamlit as st
 ANY = "any"
 TRUE_KEY, PRED_KEY, CHART_KEY = "misclassified_true", "misclassified_predicted", "misclassified_confusion"
 COLUMNS = 10
+PER_PAGE = 40  # tiles per gallery page: a poor model's hundreds of mistakes stay one screen, not 12,000 px
+PAGE_KEY = "misclassified_page"
 ss = st.session_state
 ss.setdefault(TRUE_KEY, ANY)
 ss.setdefault(PRED_KEY, ANY)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def confusion_figure(name: str, version: float) -> go.Figure:
+    """The confusion matrix of model ``name`` (weights ``version``): the same on every rerun, so built once."""
+    errors = resources.held_out_errors(name, version)
+    total = len(errors.labels)
+    return plots.confusion_matrix(errors.confusion, f"Confusion matrix, {name}, {total:,} held-out digits",
+                                  f"of the {total:,} held-out digits")
+
 
 name = state.model_name()
 model, card = resources.load_model(name)
@@ -30,16 +43,23 @@ def from_chart() -> None:
         ss[TRUE_KEY], ss[PRED_KEY] = int(points[0]["y"]), int(points[0]["x"])
     else:
         ss[TRUE_KEY], ss[PRED_KEY] = ANY, ANY
+    first_page()
 
 
 def clear_filters() -> None:
     ss[TRUE_KEY], ss[PRED_KEY] = ANY, ANY
+    first_page()
+
+
+def first_page() -> None:
+    """A new filter shows its first page."""
+    ss[PAGE_KEY] = 1
 
 
 def use(index: int) -> None:
     """Make held-out digit ``index`` the current image for every page (and the Draw page's held-out pick)."""
     picked = state.held_out(index)
-    state.set_current_digit(picked["image"], picked["source"], label=picked["label"])
+    state.set_current_digit(picked["image"], picked["source"], label=picked["label"], origin="held-out")
     ss["held_out_index"], ss["input_source"] = int(index), "held-out"
 
 
@@ -60,9 +80,8 @@ paper_col.caption("LeCun et al. (1998), measured on the official MNIST test set 
 
 chart_col, gallery_col = st.columns([1.2, 1.4], gap="large")
 with chart_col:
-    st.plotly_chart(plots.confusion_matrix(errors.confusion, f"Confusion matrix, {name}, {total:,} held-out digits",
-                                           f"of the {total:,} held-out digits"), key=CHART_KEY,
-                    on_select=from_chart, selection_mode="points")
+    st.plotly_chart(confusion_figure(name, resources.weights_version(name)), key=CHART_KEY, on_select=from_chart,
+                    selection_mode="points")
     st.caption(f"Rows = true class, columns = predicted class; counts of {errors.description}. Colour = wrong "
                "answers only (the diagonal holds the right ones). Click a cell to filter the gallery; "
                "double-click the chart to clear.")
@@ -70,8 +89,8 @@ with chart_col:
 with gallery_col:
     options = [ANY, *range(10)]
     true_col, pred_col, reset_col = st.columns([1, 1, 0.7], vertical_alignment="bottom")
-    true_col.selectbox("True class", options, key=TRUE_KEY)
-    pred_col.selectbox("Predicted class", options, key=PRED_KEY)
+    true_col.selectbox("True class", options, key=TRUE_KEY, on_change=first_page)
+    pred_col.selectbox("Predicted class", options, key=PRED_KEY, on_change=first_page)
     reset_col.button("Show all", icon=":material/filter_alt_off:", on_click=clear_filters)
     keep = np.ones(len(wrong), dtype=bool)
     if ss[TRUE_KEY] != ANY:
@@ -93,8 +112,19 @@ with gallery_col:
         st.success(f"No mistakes on {errors.description}.", icon=":material/check_circle:")
 
 st.subheader(f"Gallery: {len(shown)} misclassified held-out digit{'s' * (len(shown) != 1)}, {name}")
-for start in range(0, len(shown), COLUMNS):
-    for column, index in zip(st.columns(COLUMNS), shown[start:start + COLUMNS], strict=False):
+pages = max(1, -(-len(shown) // PER_PAGE))
+if ss.get(PAGE_KEY, 1) > pages:  # fewer pages under a new filter or model
+    ss[PAGE_KEY] = 1
+if pages > 1:
+    picker_col, note_col = st.columns([1, 4], vertical_alignment="bottom")
+    number = picker_col.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=PAGE_KEY)
+    start = (number - 1) * PER_PAGE
+    note_col.caption(f"Digits {start + 1}–{min(start + PER_PAGE, len(shown))} of {len(shown)}, {PER_PAGE} per page, in "
+                     "held-out order.")
+else:
+    start = 0
+for row in range(start, min(start + PER_PAGE, len(shown)), COLUMNS):
+    for column, index in zip(st.columns(COLUMNS), shown[row:min(row + COLUMNS, start + PER_PAGE)], strict=False):
         index = int(index)
         tile = plots.thumbnail(images[index].astype(np.float32) / 255.0, 84)
         column.image(tile, width=tile.shape[1],

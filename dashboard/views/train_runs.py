@@ -1,18 +1,15 @@
 """Training: queue runs for the background trainer, watch them live, compare them.
 
-Runs live in the run store of ``training.store.default_runs_dir()`` (``$CONVNET_LAB_RUNS``); the page starts
-a background worker (``training.worker.ensure_worker``) when a run is queued and none is alive, unless
-``$CONVNET_LAB_NO_WORKER`` is set. The paper's experiments have their own page (``views/experiments.py``).
-The file is not named training.py: a page script of that name would shadow the ``training`` package for the
-others (the pages' folder is on ``sys.path``).
+Runs live in the run store of ``training.store.default_runs_dir()`` (``$CONVNET_LAB_RUNS``); ``training.supervisor``
+starts a background worker when runs wait and none is alive, unless ``$CONVNET_LAB_NO_WORKER`` is set, and
+``training.commands`` writes the command line of a queued run. The paper's experiments have their own page
+(``views/experiments.py``). The file is not named training.py: a page script of that name would shadow the
+``training`` package for the others (the pages' folder is on ``sys.path``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import socket
 import time
 from pathlib import Path
 
@@ -21,90 +18,72 @@ import plots
 import resources
 import streamlit as st
 
+from training import supervisor
 from training.augment import Distortion
+from training.commands import command_line
 from training.loop import RECIPES, TrainConfig, cpu_has_bf16, takes_images
-from training.store import STALE_AFTER, Run, RunStore, StoreError, default_runs_dir, pid_alive
-from training.worker import LOG_FILE, background_pid, ensure_worker, submit
+from training.store import Run, RunStore, StoreError, default_runs_dir
+from training.worker import LOG_FILE, submit
 
-ROOT = Path(__file__).resolve().parents[2]
-NO_WORKER = "CONVNET_LAB_NO_WORKER"  # set to 1: the app never starts a worker (tests; a worker you run yourself)
+NO_WORKER = supervisor.NO_WORKER
 ACTIVE = ("queued", "running")
 REFRESH_SECONDS = 2.0
-COMPARE_KEY, MESSAGE_KEY = "training_compare", "training_message"
+COMPARE_KEY, MESSAGE_KEY, MODEL_KEY = "training_compare", "training_message", "train_model"
 DATA_LABELS = {"sample": "sample · digits, offline, 4,000 training digits (works anywhere)",
                "mnist": "mnist · digits, 60,000, downloaded by torchvision (needs internet the first time, then cached)",
                "cifar10-sample": "cifar10-sample · colour images, offline, 2,000 CIFAR-10 training images (works anywhere)",
                "cifar10": "cifar10 · colour images, 50,000, downloaded by torchvision (internet the first time)",
                "path": "local path · digits: an .npz or MNIST idx folder; images: a folder ROOT/train/<class>/* or .tar.gz"}
+DIGIT_SOURCES, IMAGE_SOURCES = ("sample", "mnist"), ("cifar10-sample", "cifar10")
 ss = st.session_state
 runs_dir = default_runs_dir()
 
 
-def autostart() -> bool:
-    """Whether the app may start a background worker (``$CONVNET_LAB_NO_WORKER`` unset or 0)."""
-    return os.environ.get(NO_WORKER, "0") in ("", "0")
+def model_changed() -> None:
+    """A colour-image model gets the offline CIFAR-10 sample, a digit model the offline digits, unless the data fits."""
+    images = takes_images(ss[MODEL_KEY])
+    if ss.get("train_data") in (DIGIT_SOURCES if images else IMAGE_SOURCES):
+        ss["train_data"] = IMAGE_SOURCES[0] if images else DIGIT_SOURCES[0]
 
 
-def owner_alive(run: Run) -> bool:
-    """A running run whose worker still beats: its pid lives on this host, or its heartbeat is fresh."""
-    if run.state != "running" or run.pid is None:
-        return False
-    if run.host == socket.gethostname():
-        return pid_alive(run.pid)
-    return time.time() - (run.heartbeat or 0) < STALE_AFTER
-
-
-def default_threads() -> int:
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
-
-
-def cli_command(config: TrainConfig) -> str:
-    """The ``convnet-lab submit`` line that queues the same run (the card's recipe)."""
-    words = ["convnet-lab", "submit", "--model", config.model]
-    for key, value in config.options.items():
-        words += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    words += ["--data", config.data, "--epochs", str(config.epochs)]
-    words += ["--precision", config.precision] if config.precision != "auto" else []
-    words += ["--distort"] if config.distort else []
-    words += ["--exclude-sample"] if config.exclude_sample else []
-    words += ["--limit", str(config.train_limit)] if config.train_limit else []
-    return shlex.join(words)
+def form_config(model: str) -> TrainConfig:
+    """The form's settings as the run's config (only the options the chosen model has)."""
+    source = ss.train_data
+    data = ss.train_path.strip() if source == "path" else source
+    images = takes_images(model)
+    if images:
+        options = {"lrn": bool(ss.get("train_lrn", False))}
+    elif model == "lenet5-modern":
+        options = {"dropout": float(ss.get("train_dropout", 0.0)), "activation": ss.get("train_activation", "relu")}
+    else:
+        options = {}
+    exclude = bool(ss.get("train_exclude", True)) and data not in ("sample", "cifar10-sample") and not images
+    return TrainConfig(model=model, options=options, data=data, exclude_sample=exclude,
+                       epochs=int(ss.train_epochs), distort=Distortion() if ss.get("train_distort") and not images else None,
+                       train_limit=int(ss.train_limit) or None,
+                       precision="bf16" if images and ss.get("train_bf16") else "auto")
 
 
 def queue_run() -> None:
     """The form's submit: check the settings, queue the run, make sure a worker trains it."""
-    model, source = ss.train_model, ss.train_data
-    data = ss.train_path.strip() if source == "path" else source
-    images = takes_images(model)
-    modern_only = ss.train_dropout > 0 or ss.train_activation != "relu"
-    if images:
-        options = {"lrn": bool(ss.train_lrn)}
-    else:
-        options = {"dropout": float(ss.train_dropout), "activation": ss.train_activation} \
-            if model == "lenet5-modern" or modern_only else {}
-    config = TrainConfig(model=model, options=options, data=data,
-                         exclude_sample=bool(ss.train_exclude) and data not in ("sample", "cifar10-sample") and not images,
-                         epochs=int(ss.train_epochs), distort=Distortion() if ss.train_distort and not images else None,
-                         train_limit=int(ss.train_limit) or None,
-                         precision="bf16" if images and ss.train_bf16 else "auto")
+    model = ss[MODEL_KEY]
+    config = form_config(model)
     try:
-        if not data:
+        if not config.data:
             raise ValueError("type the path of your data (an .npz, an MNIST idx folder, or an image folder / .tar.gz), "
                              "or pick sample or cifar10-sample")
-        run_id = submit(config, runs_dir, recipe=cli_command(config))
+        run_id = submit(config, runs_dir, recipe=command_line(config, "submit"))
     except (ValueError, OSError) as exc:  # check_config's ValueError, DataError, StoreError: the message names the fix
-        hint = " (dropout and activation are lenet5-modern options: pick lenet5-modern, or set dropout 0 and relu)" \
-            if model != "lenet5-modern" and modern_only else ""
-        ss[MESSAGE_KEY] = ("error", f"Not queued: {exc}{hint}")
+        ss[MESSAGE_KEY] = ("error", f"Not queued: {exc}")
         return
     ss[COMPARE_KEY] = [run_id, *[i for i in ss.get(COMPARE_KEY, []) if i != run_id]][:6]
-    text = f"Run {run_id} queued: {resources.describe_model(model, options, bool(config.distort))} on {data}."
-    if not autostart():
+    text = f"Run {run_id} queued: {resources.describe_model(model, config.options, bool(config.distort))} on {config.data}."
+    if not supervisor.autostart():
         ss[MESSAGE_KEY] = ("info", f"{text} The app starts no worker here (`${NO_WORKER}` is set): "
                                    f"run `convnet-lab worker --runs {runs_dir}`.")
         return
     try:
-        pid = ensure_worker(runs_dir, threads=int(ss.train_threads))
+        pid = supervisor.start(runs_dir, threads=int(ss.train_threads))
     except (ValueError, OSError) as exc:
         ss[MESSAGE_KEY] = ("error", f"{text} But no worker could be started: {exc}")
         return
@@ -134,66 +113,63 @@ except StoreError as exc:
     st.stop()
 
 # The worker: started when a run is queued and none is alive (a worker you run in a terminal counts too).
-worker = background_pid(runs_dir)
-live_owners = {run.pid for run in all_runs if owner_alive(run)}
-waiting = [run for run in all_runs if run.state == "queued" or (run.state == "running" and not owner_alive(run))]
-started = False
-if worker is None and not live_owners and waiting and autostart():
-    try:
-        worker, started = ensure_worker(runs_dir, threads=int(ss.get("train_threads", default_threads()))), True
-    except (ValueError, OSError) as exc:
-        st.error(f"{len(waiting)} run(s) wait, but no worker could be started: {exc}")
-if worker is not None:
-    st.info(f"Background worker **pid {worker}** {'started for the waiting runs' if started else 'running'}; it "
-            f"serves `{runs_dir}` and logs to `{runs_dir / LOG_FILE}`. It keeps running when the app closes "
-            f"(stop it with `kill {worker}`).", icon=":material/memory:")
-elif live_owners:
-    st.info(f"Runs are trained by worker pid {', '.join(map(str, sorted(live_owners)))} (started outside the app).",
+worker = supervisor.supervise(runs_dir, all_runs, threads=int(ss.get("train_threads", supervisor.default_threads())))
+if worker.error:
+    st.error(f"{worker.waiting} run(s) wait, but no worker could be started: {worker.error}")
+if worker.pid is not None:
+    st.info(f"Background worker **pid {worker.pid}** {'started for the waiting runs' if worker.started else 'running'}; "
+            f"it serves `{runs_dir}` and logs to `{runs_dir / LOG_FILE}`. It keeps running when the app closes "
+            f"(stop it with `kill {worker.pid}`).", icon=":material/memory:")
+elif worker.owners:
+    st.info(f"Runs are trained by worker pid {', '.join(map(str, worker.owners))} (started outside the app).",
             icon=":material/memory:")
-elif waiting:
-    st.warning(f"{len(waiting)} run(s) wait and no worker is running; the app starts none here (`${NO_WORKER}` is set). "
-               f"Start one with `convnet-lab worker --runs {runs_dir}`.")
+elif worker.waiting:
+    st.warning(f"{worker.waiting} run(s) wait and no worker is running; the app starts none here (`${NO_WORKER}` is "
+               f"set). Start one with `convnet-lab worker --runs {runs_dir}`.")
 else:
     st.caption("No worker running: queueing a run starts one in the background" +
-               ("." if autostart() else f" (off here: `${NO_WORKER}` is set).") + f" Runs folder: `{runs_dir}`.")
+               ("." if supervisor.autostart() else f" (off here: `${NO_WORKER}` is set).") + f" Runs folder: `{runs_dir}`.")
 
 # ------------------------------------------------------------------------------------------------ submit
-with st.form("submit_run"):
-    st.subheader("Queue a run")
-    model_col, data_col = st.columns([1, 2])
-    model_col.selectbox("Model", tuple(RECIPES), key="train_model",
-                        help="lenet5: the faithful 1998 network (RBF head, MAP loss); lenet5-modern: ReLU, "
-                             "max-pooling, batch norm, softmax; alexnet-cifar: AlexNet's layout on 32x32 colour images "
-                             "(needs colour-image data: cifar10-sample, cifar10 or an image folder).")
-    data_col.radio("Data", tuple(DATA_LABELS), format_func=DATA_LABELS.get, key="train_data")
-    data_col.text_input("Local path (for 'local path')", key="train_path", placeholder="../shared/data/mnist.npz")
+st.subheader("Queue a run")
+model = st.selectbox("Model", tuple(RECIPES), key=MODEL_KEY, on_change=model_changed,
+                     help="lenet5: the faithful 1998 network (RBF head, MAP loss); lenet5-modern: ReLU, max-pooling, "
+                          "batch norm, softmax; alexnet-cifar: AlexNet's layout on 32x32 colour images (needs "
+                          "colour-image data: cifar10-sample, cifar10 or an image folder). The form shows its options.")
+images = takes_images(model)
+with st.form("submit_run"):  # outside the form, the model picker changes the options shown at once
+    st.radio("Data", tuple(DATA_LABELS), format_func=DATA_LABELS.get, key="train_data")
+    st.text_input("Local path (for 'local path')", key="train_path", placeholder="../shared/data/mnist.npz")
     epochs_col, limit_col, threads_col = st.columns(3)
     epochs_col.number_input("Epochs", min_value=1, max_value=500, value=5, key="train_epochs",
-                            help="Recipe defaults: " + ", ".join(f"{k} {v['epochs']}" for k, v in RECIPES.items()))
+                            help=f"The {model} recipe trains {RECIPES[model]['epochs']} epochs.")
     limit_col.number_input("Train on the first N examples (0 = all)", min_value=0, value=0, step=500, key="train_limit",
                            help="Quick runs: a few hundred digits train in seconds.")
     threads_col.number_input("CPU threads of the worker", min_value=1, max_value=os.cpu_count() or 1,
-                             value=default_threads(), key="train_threads",
+                             value=supervisor.default_threads(), key="train_threads",
                              help="Used when the app starts the worker; a running worker keeps its own setting. "
                                   "On a GPU the worker trains there.")
-    distort_col, exclude_col, dropout_col, activation_col = st.columns(4)
-    distort_col.checkbox("Distortions (digits)", key="train_distort",
-                         help="The paper's random affine distortions (shift, scale, squeeze, shear, rotation) of "
-                              "every training digit.")
-    exclude_col.checkbox("Keep the offline sample held out", value=True, key="train_exclude",
-                         help="For mnist or a local copy: drop the sample's 5,000 digits from training, so the "
-                              "Misclassified page's held-out digits stay unseen.")
-    dropout_col.slider("Dropout before the output (lenet5-modern)", 0.0, 0.8, 0.0, 0.1, key="train_dropout")
-    activation_col.radio("Activation (lenet5-modern)", ("relu", "tanh"), horizontal=True, key="train_activation",
-                         help="tanh instead of every ReLU: the AlexNet paper's comparison, on digits.")
-    lrn_col, bf16_col = st.columns(2)
-    lrn_col.checkbox("LRN (alexnet-cifar)", key="train_lrn",
-                     help="The paper's local response normalisation after conv1 and conv2; about 1.8x slower on a CPU. "
-                          "The shipped alexnet-cifar was trained without it.")
-    bf16_col.checkbox("bf16 mixed precision (colour-image models)", value=cpu_has_bf16(), key="train_bf16",
-                      help="About 2x faster on CPUs with AVX-512 BF16 or AMX (on by default when this CPU has them), "
-                           "and on GPUs. Image models also get the AlexNet paper's augmentation: crops, reflections, "
-                           "PCA colour.")
+    if images:
+        lrn_col, bf16_col = st.columns(2)
+        lrn_col.checkbox("LRN", key="train_lrn",
+                         help="The paper's local response normalisation after conv1 and conv2; about 1.8x slower on a "
+                              "CPU. The shipped alexnet-cifar was trained without it.")
+        bf16_col.checkbox("bf16 mixed precision", value=cpu_has_bf16(), key="train_bf16",
+                          help="About 2x faster on CPUs with AVX-512 BF16 or AMX (on by default when this CPU has them), "
+                               "and on GPUs. Image models also get the AlexNet paper's augmentation: crops, reflections, "
+                               "PCA colour.")
+    else:
+        distort_col, exclude_col, dropout_col, activation_col = st.columns(4)
+        distort_col.checkbox("Distortions", key="train_distort",
+                             help="The paper's random affine distortions (shift, scale, squeeze, shear, rotation) of "
+                                  "every training digit.")
+        exclude_col.checkbox("Keep the offline sample held out", value=True, key="train_exclude",
+                             help="For mnist or a local copy: drop the sample's 5,000 digits from training, so the "
+                                  "Misclassified page's held-out digits stay unseen.")
+        if model == "lenet5-modern":
+            dropout_col.slider("Dropout before the output", 0.0, 0.8, 0.0, 0.1, key="train_dropout")
+            activation_col.radio("Activation", ("relu", "tanh"), horizontal=True, key="train_activation",
+                                 help="tanh instead of every ReLU: the AlexNet paper's comparison, on digits.")
     st.form_submit_button("Queue run", type="primary", icon=":material/play_arrow:", on_click=queue_run)
     st.caption("mnist and cifar10: the first run downloads the data into `~/.cache/convnet-lab` (`$CONVNET_LAB_DATA`) and "
                "needs internet; later runs use the cached copy. sample, cifar10-sample and local paths work offline.")
