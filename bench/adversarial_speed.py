@@ -50,7 +50,6 @@ def bench_model(name: str, methods: list[str], images: int) -> list[str]:
     from training.data import load_sample
 
     model, _ = convnets.load_pretrained(name)
-    model = model.to(memory_format=torch.channels_last)  # as dashboard.resources loads it
     data = load_sample()
     digits, labels = data.test_x.float() / 255, data.test_y
     lines = [f"{name}:"]

@@ -54,7 +54,6 @@ def median_ms(call: Callable[[], object], repeats: int) -> float:
 def bench_model(name: str, repeats: int) -> list[tuple[str, float, float | None]]:
     """(label, median ms, budget ms or None) per measured interaction of ``name``."""
     model, _ = convnets.load_pretrained(name)
-    model = model.to(memory_format=torch.channels_last)  # as dashboard.resources loads it
     image = test_image(model)
     side = image.shape[-1]
     layer = A.default_cam_layer(model)

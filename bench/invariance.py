@@ -5,8 +5,9 @@ A benchmark, not a test. For each shipped digit model it times
 * ``sweep`` -- :func:`convnets.invariance.sweep` of one held-out digit over 60 levels of each transform
   (one forward batch), median of ``--repeats`` calls; target 100 ms;
 * ``robustness`` -- :func:`convnets.invariance.robustness` over every test digit at 11 levels, one
-  curve per kind of ``ROBUSTNESS_KINDS`` (the dashboard's robustness charts), as the dashboard runs it (the model in
-  ``channels_last`` layout, batches of 256) beside the reference (the earlier way: NCHW, batches of 1,000), both
+  curve per kind of ``ROBUSTNESS_KINDS`` (the dashboard's robustness charts), as the dashboard runs it (the model
+  folded by :func:`convnets.folding.folded`: NHWC, batch norm and squashing constants folded; batches of 256) beside
+  the reference (the model as it is, NCHW, batches of 1,000: how the curves were computed before), both
   giving the same accuracies (the noises are drawn per batch, so theirs differ by the draw), and the same under
   bfloat16 autocast (fast where the CPU has AVX-512 BF16 or AMX); targets 5 s per curve for ``lenet5``, 3 s for
   ``lenet5-modern``.
@@ -98,12 +99,11 @@ def main() -> None:
         print(f"  slowest {worst}: {sweeps[worst]:.1f} ms = {sweeps[worst] / SWEEP_TARGET_MS:.2f} x the "
               f"{SWEEP_TARGET_MS:.0f} ms target")
         curves = {}
-        fast = model.to(memory_format=torch.channels_last)  # as dashboard.resources loads it
-        reference, _ = convnets.load_pretrained(name)
+        fast = model
         target = ROBUSTNESS_TARGET_S.get(name, 5.0)
         for kind in ROBUSTNESS_KINDS:
             levels = robustness_levels(kind)
-            ref_s, ref_acc = timed(robustness, reference, images, labels, kind, levels, batch_size=1000)
+            ref_s, ref_acc = timed(robustness, model, images, labels, kind, levels, batch_size=1000, fold=False)
             seconds, accuracy = timed(robustness, fast, images, labels, kind, levels, batch_size=args.batch_size)
             bf_s, bf_acc = timed(robustness, fast, images, labels, kind, levels, batch_size=args.batch_size,
                                  amp_dtype=torch.bfloat16)
@@ -113,8 +113,8 @@ def main() -> None:
                             "bf16_accuracy_percent": np.round(100 * bf_acc, 2).tolist(),
                             "max_difference_from_reference_points": round(float(np.abs(accuracy - ref_acc).max()) * 100, 2),
                             "bf16_max_difference_points": round(float(np.abs(bf_acc - accuracy).max()) * 100, 2)}
-            print(f"  robustness {kind:<12} reference {ref_s:6.2f} s | NHWC fp32 {seconds:6.2f} s "
-                  f"({ref_s / seconds:.2f}x, {seconds / target:.2f} x the {target:.0f} s target) | NHWC bf16 {bf_s:6.2f} s "
+            print(f"  robustness {kind:<12} reference {ref_s:6.2f} s | folded fp32 {seconds:6.2f} s "
+                  f"({ref_s / seconds:.2f}x, {seconds / target:.2f} x the {target:.0f} s target) | folded bf16 {bf_s:6.2f} s "
                   f"({ref_s / bf_s:.2f}x, {bf_s / target:.2f} x target, at most "
                   f"{curves[kind]['bf16_max_difference_points']:.2f} points from fp32)")
             print(f"    accuracy % {' '.join(f'{100 * a:.1f}' for a in accuracy)}")

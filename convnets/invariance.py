@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .folding import folded
 from .inference import inference
 
 SIZE = 28
@@ -266,13 +267,14 @@ def sweep(model: nn.Module, image: torch.Tensor | np.ndarray, kind: str,
 
 def robustness(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, kind: str,
                levels: Sequence[float] | np.ndarray | None = None, batch_size: int = 256, seed: int = 0,
-               amp_dtype: torch.dtype | None = None) -> np.ndarray:
+               amp_dtype: torch.dtype | None = None, fold: bool = True) -> np.ndarray:
     """Accuracy (fraction right, per level) of ``model`` over ``images`` with every image transformed at each level.
 
     ``images`` uint8 or float (N, 28, 28) / (N, 1, 28, 28); default levels: 11 over the transform's range.
     Noise is seeded per batch (``seed`` + batch start), so a call is deterministic for a given ``batch_size``.
-    Batches of 256 keep one thread's activations in cache (1.3-2x the images/s of batches of 1,000), and a model
-    in ``channels_last`` layout runs about 1.5x faster on a CPU (``bench/invariance.py``). ``amp_dtype``
+    The model runs :func:`~convnets.folding.folded` (batch norm and the squashing constants folded into the layers,
+    NHWC layout; ``fold=False``: the model as it is, in eval mode), in batches of 256, which keep one thread's
+    activations in cache (``bench/invariance.py``). ``amp_dtype``
     (``torch.bfloat16``) runs the model under ``torch.autocast``: faster again where the CPU has AVX-512 BF16 or AMX,
     and within a few tenths of a point of float32's accuracies (a few digits of 10,000 change their answer).
     """
@@ -287,6 +289,7 @@ def robustness(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torc
     level_tensor = torch.as_tensor(values, dtype=torch.float32)
     noisy = kind in ("salt_pepper", "gaussian")
     device = next(model.parameters()).device.type
+    net = folded(model) if fold else model  # folded: the same answers with fewer elementwise passes, in NHWC
     with inference(model), torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         for start in range(0, n, batch_size):
             x, _ = _as_batch(images[start:start + batch_size])
@@ -295,5 +298,5 @@ def robustness(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torc
             for i, level in enumerate(level_tensor):
                 # the same pixels as transform(x, kind, level, seed=seed + start), with the noise drawn once per batch
                 batch = _noise(x, kind, level.expand(len(x)), fields) if noisy else transform(x, kind, level)
-                right[i] += (model(batch.unsqueeze(1)).argmax(dim=1) == target).sum()
+                right[i] += (net(batch.unsqueeze(1)).argmax(dim=1) == target).sum()
     return right.numpy() / n

@@ -66,9 +66,7 @@ def _load(name: str, version: float) -> tuple[nn.Module, dict, threading.Lock]:
             raise convnets.CheckpointError(f"no run store in {default_runs_dir()}; pick a shipped model")
         payload = convnets.read_checkpoint(path)
         model, card = convnets.model_from_checkpoint(payload, str(path)).eval(), dict(payload["card"])
-    # NHWC, the layout oneDNN's CPU convolutions run fastest in: the robustness curves over the test digits take
-    # about two thirds of the time (bench/invariance.py); every probe works on either layout.
-    return model.to(memory_format=torch.channels_last), card, threading.Lock()
+    return model, card, threading.Lock()
 
 
 def _card_problem(card: dict) -> str | None:

@@ -1,0 +1,56 @@
+"""convnets.folding: the folded network answers like the model it came from, and leaves it as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import convnets
+from convnets.folding import folded
+from convnets.invariance import robustness
+
+
+def _scores(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5-modern"])
+def test_folded_shipped_model_gives_the_same_scores_and_answers(name, sample_data):
+    model, _ = convnets.load_pretrained(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = sample_data.test_x.float().div(255).unsqueeze(1)
+    net = folded(model)
+    original, fast = _scores(model, x), _scores(net, x)
+    assert torch.allclose(fast, original, rtol=1e-4, atol=1e-3)  # float rounding only
+    assert torch.equal(fast.argmax(1), original.argmax(1))  # every one of the 1,000 held-out answers
+    assert not model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 0  # batch norm is gone
+
+
+def test_folding_a_model_in_train_mode_uses_its_running_statistics_and_keeps_its_mode():
+    torch.manual_seed(0)
+    model = convnets.get_model("lenet5-modern", dropout=0.5)
+    model(torch.rand(64, 1, 28, 28))  # moves the running statistics away from their start
+    model.train()
+    x = torch.rand(8, 1, 28, 28)
+    net = folded(model)
+    assert model.training
+    model.eval()
+    assert torch.allclose(_scores(net, x), _scores(model, x), rtol=1e-4, atol=1e-4)
+
+
+def test_faithful_fold_keeps_the_rbf_distances_of_an_untrained_network():
+    torch.manual_seed(1)
+    model = convnets.get_model("lenet5").eval()  # random weights: every fold is exercised away from trained values
+    x = torch.rand(16, 1, 28, 28)
+    assert torch.allclose(_scores(folded(model), x), _scores(model, x), rtol=1e-4, atol=1e-3)
+
+
+def test_robustness_through_the_folded_network_counts_what_the_model_itself_gets_right(sample_data):
+    model, _ = convnets.load_pretrained("lenet5")
+    images, labels = sample_data.test_x[:200], sample_data.test_y[:200]
+    accuracy = robustness(model, images, labels, "rotate", [0.0, 30.0])
+    with torch.no_grad():
+        plain = (model(images.float().div(255).unsqueeze(1)).argmax(1) == labels).float().mean().item()
+    assert accuracy[0] == pytest.approx(plain)
