@@ -54,3 +54,11 @@ def test_robustness_through_the_folded_network_counts_what_the_model_itself_gets
     with torch.no_grad():
         plain = (model(images.float().div(255).unsqueeze(1)).argmax(1) == labels).float().mean().item()
     assert accuracy[0] == pytest.approx(plain)
+
+
+@pytest.mark.parametrize("size", [28, 27])
+def test_folded_max_pooling_gives_max_pool2d_values(size):
+    torch.manual_seed(2)
+    pool = torch.nn.Sequential(torch.nn.MaxPool2d(2))
+    x = torch.randn(3, 4, size, size)
+    assert torch.equal(folded(pool)(x), torch.nn.functional.max_pool2d(x, 2))
