@@ -159,8 +159,12 @@ def transform(images: torch.Tensor | np.ndarray, kind: str, levels: float | Sequ
 
 
 def _geometric(x: torch.Tensor, kind: str, level: torch.Tensor) -> torch.Tensor:
-    """One affine_grid + grid_sample for the batch; theta maps output to input coordinates (normalised, centre 0)."""
-    n = len(x)
+    """One affine_grid + grid_sample for the batch; theta maps output to input coordinates (normalised, centre 0).
+    One level for the whole batch (a robustness curve): one grid, shared by every image."""
+    total = len(x)
+    if total > 1 and bool((level == level[0]).all()):
+        level = level[:1]
+    n = len(level)
     one, zero = torch.ones(n), torch.zeros(n)
     a = torch.stack([torch.stack([one, zero], -1), torch.stack([zero, one], -1)], -2)  # (n, 2, 2) inverse map
     t = torch.zeros(n, 2)
@@ -179,7 +183,7 @@ def _geometric(x: torch.Tensor, kind: str, level: torch.Tensor) -> torch.Tensor:
         grow = (1 + level).clamp_min(1e-3)
         a = torch.diag_embed(torch.stack([1 / grow, grow], -1))
     theta = torch.cat([a, t.unsqueeze(-1)], dim=-1)
-    grid = F.affine_grid(theta, [n, 1, SIZE, SIZE], align_corners=False)
+    grid = F.affine_grid(theta, [n, 1, SIZE, SIZE], align_corners=False).expand(total, SIZE, SIZE, 2)
     return F.grid_sample(x.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
 
 
