@@ -114,7 +114,9 @@ def main() -> None:
                             "max_difference_from_reference_points": round(float(np.abs(accuracy - ref_acc).max()) * 100, 2),
                             "bf16_max_difference_points": round(float(np.abs(bf_acc - accuracy).max()) * 100, 2)}
             print(f"  robustness {kind:<12} reference {ref_s:6.2f} s | folded fp32 {seconds:6.2f} s "
-                  f"({ref_s / seconds:.2f}x, {seconds / target:.2f} x the {target:.0f} s target) | folded bf16 {bf_s:6.2f} s "
+                  f"({ref_s / seconds:.2f}x, {seconds / target:.2f} x the {target:.0f} s target, "
+                  f"{curves[kind]['max_difference_from_reference_points']:.2f} points from the reference) | "
+                  f"folded bf16 {bf_s:6.2f} s "
                   f"({ref_s / bf_s:.2f}x, {bf_s / target:.2f} x target, at most "
                   f"{curves[kind]['bf16_max_difference_points']:.2f} points from fp32)")
             print(f"    accuracy % {' '.join(f'{100 * a:.1f}' for a in accuracy)}")
