@@ -1,5 +1,8 @@
 """Pictures into the networks' input: RGB conversion, resizing, the checks and the input layer that normalises.
 
+Resizing, cropping and grey-to-RGB go through ``torchvision.transforms.v2.functional``; alpha compositing onto white
+(which torchvision does not do for tensors) is :func:`to_rgb`'s own.
+
 Every AlexNet-family model takes RGB tensors (N, 3, S, S) with values in [0, 1] and normalises them itself in its
 first layer, :class:`RGBInput`; a wrong channel count or size is refused there with a ValueError that names the fix
 (:func:`prepare_images`).
@@ -11,11 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageOps
 from torch import nn
 
-from .digits import pil_to_array, to_unit
+from .digits import check_size, pixels, to_unit
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,7 +52,7 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
         x = colour * alpha + (1 - alpha)
         channels -= 1
     if channels == 1:
-        return x.expand(-1, 3, -1, -1).contiguous()
+        return TF.grayscale_to_rgb(x).contiguous()
     if channels == 3:
         return x
     raise ValueError(f"cannot turn {x.shape[1]}-channel images into RGB; expected 1 (grey), 2, 3 (RGB) or 4 (RGBA) channels")
@@ -60,12 +63,20 @@ def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     if (height, width) != (size, size):
         scale = size / min(height, width)
-        new = (max(size, round(height * scale)), max(size, round(width * scale)))
-        if new != (height, width):
-            x = F.interpolate(x, size=new, mode="bilinear", align_corners=False, antialias=True)
-        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-        x = x[..., top:top + size, left:left + size]
+        new = [max(size, round(height * scale)), max(size, round(width * scale))]
+        if new != [height, width]:
+            x = TF.resize(x, new, antialias=True)
+        x = TF.center_crop(x, [size, size])
     return x
+
+
+def image_to_rgb(image: Image.Image) -> torch.Tensor:
+    """A decoded PIL picture of any mode -> (3, H, W) float RGB in [0, 1]: grey repeated, palette expanded, alpha
+    composited onto white, CMYK / 16-bit converted (no size check, no EXIF rotation: see :func:`picture_to_rgb`)."""
+    array = to_unit(pixels(image))
+    x = torch.from_numpy(np.ascontiguousarray(array))
+    x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
+    return to_rgb(x.unsqueeze(0))[0].clamp(0, 1)
 
 
 def picture_to_rgb(image: Image.Image) -> torch.Tensor:
@@ -75,10 +86,8 @@ def picture_to_rgb(image: Image.Image) -> torch.Tensor:
     camera's EXIF rotation is applied; an animation gives its first frame. Pictures over
     4096 pixels a side or under 8 are refused (ValueError naming the limit) before decoding.
     """
-    array = to_unit(pil_to_array(image))
-    x = torch.from_numpy(np.ascontiguousarray(array))
-    x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
-    return to_rgb(x.unsqueeze(0))[0].clamp(0, 1)
+    check_size(image.height, image.width)  # before decoding any pixels
+    return image_to_rgb(ImageOps.exif_transpose(image))
 
 
 def prepare_images(x: torch.Tensor, size: int) -> torch.Tensor:

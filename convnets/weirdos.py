@@ -5,7 +5,7 @@ of a class in the given set) and from shapes drawn in code. Each is a float32
 28x28 image in [0, 1], ink = 1, placed the MNIST way (20x20 box, centred by mass)
 where that makes sense, so only the oddity differs from an ordinary digit.
 
-Pure numpy and Pillow; no UI code.
+Numpy and Pillow, and the digit operations of :mod:`convnets.digits`; no UI code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .digits import SIZE, centre_by_mass, fit_in_box, prepare_digit
+from .digits import SIZE, centre_by_mass, centre_of_mass, crop_to_ink, dilate, fit_in_box, prepare_digit
 
 CANVAS = 112  # shapes are drawn at 4x and brought to 28x28 by the MNIST recipe (antialiased)
 STROKE = 11  # pen width at 4x: about MNIST's 2-3 px strokes at 28x28
@@ -52,7 +52,8 @@ def weirdos(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[Weird
     return [
         Weirdo("plain 4", "A typical 4, untouched: the reference.", four, 4),
         Weirdo("broken 0", "A 0 with a 3-pixel band erased across its middle: both strokes cut.", broken(zero), 0),
-        Weirdo("thick 3", "A 3 dilated twice (3x3 maximum): very thick strokes.", _remnist(dilate(three, 2)), 3),
+        Weirdo("thick 3", "A 3 dilated twice (3x3 maximum): very thick strokes.",
+               _remnist(dilate(three, 2, square=True)), 3),
         Weirdo("thin 8", "An 8 eroded to a hairline (2x2 minimum of the inked pixels).", thin(eight), 8),
         Weirdo("two digits", "A 3 and a 5 side by side, fitted in 20x20 together as MNIST would a picture of both.",
                side_by_side(three, five), None),
@@ -73,14 +74,9 @@ def weirdos(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[Weird
 def broken(image: np.ndarray, width: int = 3) -> np.ndarray:
     """Erase a horizontal band ``width`` rows high through the ink's centre of mass."""
     out = image.copy()
-    centre = int(round(float(image.sum(axis=1) @ np.arange(image.shape[0]) / image.sum())))
+    centre = int(round(centre_of_mass(image)[0]))
     out[centre - width // 2:centre - width // 2 + width] = 0.0
     return out
-
-
-def dilate(image: np.ndarray, times: int = 1) -> np.ndarray:
-    """Grey-level dilation with a 3x3 square, ``times`` times: each pixel becomes the maximum of its neighbourhood."""
-    return _filter3(image, np.maximum, times)
 
 
 def thin(image: np.ndarray) -> np.ndarray:
@@ -131,20 +127,8 @@ def _letter_a(pen: ImageDraw.ImageDraw, n: int) -> None:
     pen.line((n * 0.32, n * 0.6, n * 0.68, n * 0.6), fill=255, width=STROKE)
 
 
-def _filter3(image: np.ndarray, reduce: np.ufunc, times: int) -> np.ndarray:
-    out = np.asarray(image, dtype=np.float32)
-    for _ in range(times):
-        padded = np.pad(out, 1)
-        h, w = out.shape
-        out = reduce.reduce([padded[r:r + h, c:c + w] for r in range(3) for c in range(3)])
-    return out
-
-
 def _crop(image: np.ndarray) -> np.ndarray:
-    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
-    if not len(rows):
-        raise ValueError("no ink found in the digit")
-    return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return crop_to_ink(image)[0]
 
 
 def _remnist(image: np.ndarray) -> np.ndarray:

@@ -334,6 +334,42 @@ def _add_runs_argument(p: argparse.ArgumentParser) -> None:
                         "~/.cache/convnet-lab/runs)")
 
 
+def _add_queue_commands(sub: argparse._SubParsersAction) -> None:
+    """The run-queue sub-commands: submit, worker, status, cancel."""
+    p = sub.add_parser("submit", help="queue a training run for the background worker (same options as train)",
+                       description="Queue a run in the run store; a worker (`convnet-lab worker`) trains it.")
+    _add_train_arguments(p)
+    _add_runs_argument(p)
+    p.add_argument("--start-worker", action="store_true", help="also start a background worker unless one is alive")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("worker", help="train queued runs in order (cuda, then mps, then cpu)",
+                       description="Serve the run queue: train each queued run, stream its metrics to the store, "
+                       "resume runs whose worker died. Under torchrun every rank trains each run together (DDP).")
+    _add_runs_argument(p)
+    p.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--background", action="store_true",
+                   help="start a detached worker (pid file and log in the runs folder) unless one is alive, and return")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue (default 1)")
+    p.add_argument("--report-every", type=float, default=2.0, help="seconds between live metric writes (default 2)")
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER,
+                   help=f"seconds without heartbeat before a running run counts as orphaned (default {STALE_AFTER:.0f})")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("status", help="table of runs with progress, or one run's details",
+                       description="List the runs of the store (or show one run: config, epochs, error).")
+    p.add_argument("run", nargs="?", type=int, help="a run id for its details")
+    _add_runs_argument(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("cancel", help="cancel queued or running runs",
+                       description="Cancel runs; a running one stops within seconds, its last checkpoint stays.")
+    p.add_argument("run", nargs="+", type=int, help="run ids")
+    _add_runs_argument(p)
+    p.set_defaults(func=cmd_cancel)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convnet-lab", description="Train and inspect LeNet-5 and friends.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -371,38 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"one of: {', '.join(convnets.model_names())}")
     p.set_defaults(func=cmd_layers)
 
-    p = sub.add_parser("submit", help="queue a training run for the background worker (same options as train)",
-                       description="Queue a run in the run store; a worker (`convnet-lab worker`) trains it.")
-    _add_train_arguments(p)
-    _add_runs_argument(p)
-    p.add_argument("--start-worker", action="store_true", help="also start a background worker unless one is alive")
-    p.set_defaults(func=cmd_submit)
-
-    p = sub.add_parser("worker", help="train queued runs in order (cuda, then mps, then cpu)",
-                       description="Serve the run queue: train each queued run, stream its metrics to the store, "
-                       "resume runs whose worker died. Under torchrun every rank trains each run together (DDP).")
-    _add_runs_argument(p)
-    p.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--background", action="store_true",
-                   help="start a detached worker (pid file and log in the runs folder) unless one is alive, and return")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue (default 1)")
-    p.add_argument("--report-every", type=float, default=2.0, help="seconds between live metric writes (default 2)")
-    p.add_argument("--stale-after", type=float, default=STALE_AFTER,
-                   help=f"seconds without heartbeat before a running run counts as orphaned (default {STALE_AFTER:.0f})")
-    p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser("status", help="table of runs with progress, or one run's details",
-                       description="List the runs of the store (or show one run: config, epochs, error).")
-    p.add_argument("run", nargs="?", type=int, help="a run id for its details")
-    _add_runs_argument(p)
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("cancel", help="cancel queued or running runs",
-                       description="Cancel runs; a running one stops within seconds, its last checkpoint stays.")
-    p.add_argument("run", nargs="+", type=int, help="run ids")
-    _add_runs_argument(p)
-    p.set_defaults(func=cmd_cancel)
+    _add_queue_commands(sub)
 
     p = sub.add_parser("experiment", help="AlexNet-track experiments: relu-tanh, dropout-aug, evaluate, time-retrieval",
                        description="The AlexNet paper's experiments and evaluations (training.experiments).")

@@ -22,6 +22,7 @@ import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -42,8 +43,18 @@ class DataError(ValueError):
     """Data that cannot be used; the message names the problem and the fix."""
 
 
+class OnDevice:
+    """``to(device)`` for a frozen dataclass of train/test tensors (:class:`DigitData`, ``ImageData``)."""
+
+    def to(self: _Data, device: str | torch.device) -> _Data:
+        return replace(self, **{k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})
+
+
+_Data = TypeVar("_Data", bound=OnDevice)
+
+
 @dataclass(frozen=True)
-class DigitData:
+class DigitData(OnDevice):
     """Train and test digits as uint8 tensors (N, 28, 28), ink = 255, and int64 labels."""
 
     name: str
@@ -53,9 +64,6 @@ class DigitData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     test_description: str = "held-out test split"
-
-    def to(self, device: str | torch.device) -> DigitData:
-        return replace(self, **{k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})
 
     def summary(self) -> dict:
         return {"name": self.name, "description": self.description, "test_set": self.test_description,

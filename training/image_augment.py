@@ -1,5 +1,8 @@
 """The AlexNet paper's data augmentation (Section 4.1), applied to whole batches on the device.
 
+Padding, flips, the centre crop and the five patches are ``torchvision.transforms.v2.functional``'s; what it lacks
+is a crop at a different random place for each image of a batch, done here with one gather.
+
 * Translations and reflections: random crops (224x224 patches of 256x256 images in the
   paper; for 32x32 images, pad-and-crop: pad by ``pad`` pixels, take a random 32x32 window)
   and horizontal reflections with probability 1/2.
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 
@@ -70,7 +73,7 @@ def pca_colour(x: torch.Tensor, pca: ColourPCA, std: float = 0.1, generator: tor
 def random_crop(x: torch.Tensor, size: int, pad: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random ``size`` x ``size`` window of each image, after zero-padding by ``pad`` pixels on every side."""
     if pad:
-        x = F.pad(x, (pad, pad, pad, pad))
+        x = TF.pad(x, [pad])
     n, _, height, width = x.shape
     if size > min(height, width):
         raise ValueError(f"crop {size} is larger than the (padded) images, {height}x{width}")
@@ -85,27 +88,25 @@ def random_crop(x: torch.Tensor, size: int, pad: int = 0, generator: torch.Gener
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Reflect each image left-right with probability 1/2."""
     flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    return torch.where(flip.view(-1, 1, 1, 1), TF.horizontal_flip(x), x)
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size`` x ``size`` window."""
-    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-    if top < 0 or left < 0:
+    """The central ``size`` x ``size`` window (a ValueError where the images are smaller: no padding)."""
+    if size > min(x.shape[-2:]):
         raise ValueError(f"cannot crop {size}x{size} from {x.shape[-2]}x{x.shape[-1]} images")
-    return x[..., top:top + size, left:left + size]
+    return TF.center_crop(x, [size, size])
 
 
 def ten_patches(x: torch.Tensor, size: int, pad: int = 0) -> list[torch.Tensor]:
     """The paper's ten test patches: four corners and centre, then the same five reflected (each (N, C, size, size))."""
     if pad:
-        x = F.pad(x, (pad, pad, pad, pad))
+        x = TF.pad(x, [pad])
     height, width = x.shape[-2:]
     if size > min(height, width):
         raise ValueError(f"cannot take {size}x{size} patches from {height}x{width} images")
-    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
-    five = [x[..., t:t + size, s:s + size] for t, s in corners] + [centre_crop(x, size)]
-    return five + [p.flip(-1) for p in five]
+    five = list(TF.five_crop(x, [size, size]))  # torchvision's ten_crop reflects first: its 6th is not the 1st's mirror
+    return five + [TF.horizontal_flip(p) for p in five]
 
 
 def ten_patch_probs(model: nn.Module, x: torch.Tensor, size: int, pad: int = 0) -> torch.Tensor:

@@ -13,13 +13,13 @@ Sources (:func:`load_images`):
   is accepted for ``test``; either split may be absent), or a ``.tar.gz`` / ``.tgz`` / ``.tar``
   of that layout, extracted once into ``<cache>/folders/``.
 
-Decoding (Pillow): every image is converted to RGB (grey repeated; palette expanded; alpha
-composited onto white). With ``size=S`` each image is resized so its shorter side is S and the
-central S x S crop kept (the paper's recipe for ImageNet at S = 256); without ``size`` all images
-must share one size, otherwise a DataError asks for ``size``. Files Pillow cannot read (a text
-file, a corrupt image) are **skipped with a warning** (:class:`SkippedFilesWarning`, with their
-count and first paths; the count is also in ``description``); hidden files (``.DS_Store``,
-``._*``) are ignored silently. A class folder with no readable image is a DataError.
+Decoding (Pillow, then :mod:`convnets.pictures`, which uses torchvision's functional transforms): every image
+is converted to RGB (grey repeated; palette expanded; alpha composited onto white). With ``size=S`` each image
+is resized so its shorter side is S and the central S x S crop kept (the paper's recipe for ImageNet at S = 256);
+without ``size`` all images must share one size, otherwise a DataError asks for ``size``. Files Pillow cannot read
+(a text file, a corrupt image) are **skipped with a warning** (:class:`SkippedFilesWarning`, with their count and
+first paths; the count is also in ``description``); hidden files (``.DS_Store``, ``._*``) are ignored silently.
+A class folder with no readable image is a DataError.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from convnets.inference import inference
-from convnets.pictures import fit_size
+from convnets.pictures import fit_size, image_to_rgb
 
-from .data import DataError, cache_dir
+from .data import DataError, OnDevice, cache_dir
 from .image_augment import centre_crop, ten_patch_probs
 
 TEST_SPLITS = ("test", "val")
@@ -55,7 +55,7 @@ class SkippedFilesWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class ImageData:
+class ImageData(OnDevice):
     """Train and test images as uint8 tensors (N, 3, H, W), int64 labels, and the class names."""
 
     name: str
@@ -66,9 +66,6 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     test_description: str = "held-out test split"
-
-    def to(self, device: str | torch.device) -> ImageData:
-        return replace(self, **{k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -353,35 +350,12 @@ def decode_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = to_rgb_image(image)
+            rgb = image_to_rgb(image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
     if size is not None:
-        rgb = fit_image(rgb, size)
-    return np.asarray(rgb, dtype=np.uint8)
-
-
-def to_rgb_image(image: Image.Image) -> Image.Image:
-    """Pillow image in any mode -> RGB: grey repeated, palette expanded, alpha composited onto white."""
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def fit_image(image: Image.Image, size: int) -> Image.Image:
-    """Resize so the shorter side is ``size`` (bilinear, antialiased), then crop the central size x size square."""
-    width, height = image.size
-    if (width, height) != (size, size):
-        scale = size / min(width, height)
-        new = (max(size, round(width * scale)), max(size, round(height * scale)))
-        image = image.resize(new, Image.Resampling.BILINEAR)
-        left, top = (new[0] - size) // 2, (new[1] - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    return image
+        rgb = fit_size(rgb, size)
+    return rgb.mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _stack(images: list[np.ndarray]) -> torch.Tensor:
