@@ -40,6 +40,7 @@ TOP_K = 9
 ACTIVATIONS = (Squash, nn.ReLU, nn.Tanh)  # a layer's last activation: its input is the pre-activation
 POINTWISE = (*ACTIVATIONS, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)  # modules that keep every unit where it is
 WEIGHTED = (nn.Conv2d, SparseConv2d, nn.Linear)  # the modules that give a layer units of its own
+COMMUTE = (nn.MaxPool2d, nn.Dropout)  # after a rising activation f: max(f(z)) = f(max(z)), so they may go first
 
 
 # --------------------------------------------------------------------------- which units there are
@@ -117,15 +118,19 @@ class ReceptiveField:
         return max(top, 0), max(left, 0), min(top + self.size, h), min(left + self.size, w)
 
 
-def receptive_field(model: nn.Module, layer: str) -> ReceptiveField:
+def receptive_field(model: nn.Module, layer: str, pooled: bool = True) -> ReceptiveField:
     """The receptive field of ``layer``'s units, by the usual arithmetic over every module up to it: a window of k
     at stride s and padding p grows the field by (k - 1) * jump and multiplies the jump by s; flattening (before a
-    fully connected layer) makes one unit that sees the union of every position's field."""
+    fully connected layer) makes one unit that sees the union of every position's field. ``pooled=False``: the field
+    of the layer's units before its own pooling (AlexNet's conv1, conv2, conv5 pool after the ReLU; the positions of
+    :func:`weighted_sum`)."""
     _block(model, layer)
     h, w = _input_shape(model)[-2:]
     axes = [[1, 1.0, 0.0, n] for n in (h, w)]  # size, jump, start, positions
     for name, block in named_layers(model):
         for module in _leaves(block):
+            if name == layer and not pooled and isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+                break
             for axis, geometry in enumerate(axes):
                 size, jump, start, n = geometry
                 if isinstance(module, nn.Flatten):
@@ -195,19 +200,23 @@ def run_layers(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str
 
     The pre-activation is a layer's output before its last activation (squashing, ReLU, tanh): the same order of
     units as the activation wherever that differs, and it still tells apart inputs that saturate the squashing
-    function (C3 of the faithful model gives 1.7159 for many digits). A layer without one, or with pooling after it,
-    gives its output twice."""
+    function (C3 of the faithful model gives 1.7159 for many digits). Where max-pooling follows the activation
+    (AlexNet's conv1, conv2, conv5) the pre-activation is pooled first: the activation rises, so max(f(z)) = f(max(z))
+    and the layer's output is unchanged. A layer without an activation gives its output twice."""
     order = [name for name, _ in named_layers(model)]
     last = max(order.index(name) for name in layers)
     out = {}
     for name, block in named_layers(model)[:last + 1]:
         children = list(block.children()) if isinstance(block, nn.Sequential) else []
         split = max((i for i, m in enumerate(children) if isinstance(m, ACTIVATIONS)), default=None)
-        if split is not None and not all(isinstance(m, POINTWISE) for m in children[split:]):
-            split = None  # pooling after the activation (AlexNet): the pre-activation has another shape
-        if name in layers and split is not None:
+        tail = children[split + 1:] if split is not None else []
+        if name in layers and split is not None and all(isinstance(m, POINTWISE) for m in tail):
             pre = block[:split](x)
             x = block[split:](pre.clone())  # a ReLU may work in place
+            out[name] = (pre, x)
+        elif name in layers and split is not None and all(isinstance(m, COMMUTE) for m in tail):
+            pre = nn.Sequential(*tail)(block[:split](x))  # max-pooling before a rising activation: the same output
+            x = children[split](pre.clone())
             out[name] = (pre, x)
         else:
             x = block(x)
@@ -294,6 +303,7 @@ class WeightedSum:
     pre_activation: float  # sum(contributions) + bias: the convolution's (linear map's) own output
     after: tuple[tuple[str, float], ...]  # the rest of the layer, in order: ("Squash", value) or ("BatchNorm2d", ..)
     value: float  # the unit's output at (row, col): what Feature maps shows (AlexNet: before the layer's pooling)
+    output_map: np.ndarray | None = None  # (H, W) the unit's whole map on the image (before any pooling); None: fc
 
 
 def _weights_of(model: nn.Module, layer: str) -> tuple[nn.Module, list[nn.Module]]:
@@ -330,28 +340,37 @@ def weighted_sum(model: nn.Module, image: torch.Tensor | np.ndarray, layer: str,
     (default: its most active one).
 
     Per input map i that feeds the unit: sum(kernel_i * window_i); plus the bias gives the pre-activation, which
-    equals the convolution's own output there; then each module after the convolution in the layer in turn."""
+    equals the convolution's own output there; then each module after the convolution in the layer in turn. A unit
+    that is off everywhere (a ReLU) is worked out where its pre-activation is highest."""
     weights, rest = _weights_of(model, layer)
     layers = [name for name, _ in named_layers(model)]
     input_layer = layers[layers.index(layer) - 1]
     x = _as_digits(np.asarray(image).reshape(1, *_input_shape(model)), next(model.parameters()).device)
-    with inference(model), capture([(input_layer, _block(model, input_layer)), ("weights", weights)]) as out:
-        model(x)
-        after, current = [], out["weights"]
-        for module in itertools.takewhile(lambda m: isinstance(m, POINTWISE), rest):  # up to any pooling (AlexNet)
-            current = module(current.clone())  # on a copy: a ReLU may work in place
-            after.append((type(module).__name__, current[0, unit]))
-        output = current[0, unit]
-        row, col = (position if position is not None else divmod(int(output.argmax()), output.shape[-1])) \
-            if output.dim() == 2 else (0, 0)
-        at = (row, col) if output.dim() == 2 else ()
+    kept: dict[str, torch.Tensor] = {}  # a copy: the ReLU after the convolution may work in place on its output
+    handle = weights.register_forward_hook(lambda _m, _i, output: kept.__setitem__("weights", output.detach().clone()))
+    try:
+        with inference(model), capture([(input_layer, _block(model, input_layer))]) as out:
+            model(x)
+            after, current = [], kept["weights"]
+            for module in itertools.takewhile(lambda m: isinstance(m, POINTWISE), rest):  # up to any pooling (AlexNet)
+                current = module(current.clone())  # on a copy: a ReLU may work in place
+                after.append((type(module).__name__, current[0, unit]))
+    finally:
+        handle.remove()
+    output = current[0, unit]
+    flat = float(output.max()) == float(output.min())  # e.g. a ReLU off everywhere: where it is closest to firing
+    row, col = (position if position is not None else
+                divmod(int((kept["weights"][0, unit] if flat else output).argmax()), output.shape[-1])) \
+        if output.dim() == 2 else (0, 0)
+    at = (row, col) if output.dim() == 2 else ()
+    with torch.no_grad():
         inputs, windows, kernels = _terms(weights, out[input_layer][0], unit, row, col)
         contributions = (windows * kernels).sum(dim=(1, 2))
     return WeightedSum(layer, unit, int(row), int(col), input_layer, tuple(inputs), windows.cpu().numpy(),
                        kernels.detach().cpu().numpy(), contributions.cpu().numpy(),
                        float(weights.bias[unit].detach()) if weights.bias is not None else 0.0,
-                       float(out["weights"][(0, unit, *at)]), tuple((n, float(v[at])) for n, v in after),
-                       float(output[at]))
+                       float(kept["weights"][(0, unit, *at)]), tuple((n, float(v[at])) for n, v in after),
+                       float(output[at]), output.detach().cpu().numpy() if output.dim() == 2 else None)
 
 
 # --------------------------------------------------------------------------- feature visualisation

@@ -172,8 +172,10 @@ PALETTE = ("#1f4e9c", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#8
 
 
 def curves(traces: Sequence[dict], title: str, x_title: str, y_title: str, *, hline: tuple[float, str] | None = None,
-           y_format: str = ".2f", y_suffix: str = "", log_y: bool = False, height: int = 360) -> go.Figure:
-    """Several named curves on one chart, e.g. runs compared; ``hline`` = (value, label) draws a dashed reference line.
+           y_format: str = ".2f", y_suffix: str = "", log_y: bool = False, height: int = 360,
+           x_dtick: float | None = None) -> go.Figure:
+    """Several named curves on one chart, e.g. runs compared; ``hline`` = (value, label) draws a dashed reference line;
+    ``x_dtick`` the x ticks' step (default: one per whole x up to 20, e.g. epochs, else plotly's).
 
     Each trace: ``name``, ``x``, ``y``; optional ``color``, ``dash``, ``width``, ``opacity``, ``group`` (legend group),
     ``markers`` (bool).
@@ -190,7 +192,7 @@ def curves(traces: Sequence[dict], title: str, x_title: str, y_title: str, *, hl
                       annotation_position="top right")
     xs = [x for t in traces for x in t["x"]]
     whole = bool(xs) and all(float(x).is_integer() for x in xs) and max(xs) <= 20  # epochs: one tick each
-    fig.update_xaxes(title=x_title, dtick=1 if whole else None)
+    fig.update_xaxes(title=x_title, dtick=x_dtick or (1 if whole else None))
     fig.update_yaxes(title=y_title, type="log" if log_y else "linear", rangemode="normal" if log_y else "tozero",
                      dtick=1 if log_y else None)  # log: a tick per power of ten
     fig.update_layout(title=title, height=height, legend={"orientation": "h", "y": -0.25}, hovermode="closest",
@@ -279,6 +281,9 @@ CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
                  "#17becf")  # one colour per digit class (D3's ten)
 
 
+CURRENT_LINE = {"color": "#1f4e9c", "dash": "dot", "width": 1.5}  # the slider's level on a sweep
+
+
 def invariance_sweep(levels: np.ndarray, predictions: np.ndarray, confidences: np.ndarray, title: str, x_title: str,
                      level_text: Sequence[str], current: float | None = None, truth: int | None = None,
                      truth_probability: np.ndarray | None = None, height: int = 340) -> go.Figure:
@@ -306,7 +311,7 @@ def invariance_sweep(levels: np.ndarray, predictions: np.ndarray, confidences: n
             hovertemplate=f"%{{customdata}}<br>predicted {cls}, confidence %{{y:.1%}}<extra></extra>",
         ))
     if current is not None:
-        fig.add_vline(x=current, line={"color": "#1f4e9c", "dash": "dot", "width": 1.5})
+        fig.add_vline(x=current, line=CURRENT_LINE)
     fig.update_xaxes(title=x_title, range=[levels.min() - 0.02 * np.ptp(levels), levels.max() + 0.02 * np.ptp(levels)])
     fig.update_yaxes(title="confidence (softmax)", range=[0, 1.12], tickformat=".0%")
     fig.update_layout(title=title, height=height, legend={"orientation": "h", "y": -0.25},
@@ -371,6 +376,31 @@ def sweep_animation(images: np.ndarray, probabilities: np.ndarray, captions: Seq
                   "steps": [{"label": level_text[i], "method": "animate", "args": [[str(i)], jump]}
                             for i in range(len(images))]}],
     )
+    return fig
+
+
+def marked_at(fig: go.Figure, x: float) -> go.Figure:
+    """A copy of ``fig`` (e.g. a cached :func:`invariance_sweep` built without ``current``) with the dotted line that
+    ``current=x`` draws; ``fig`` is left unchanged."""
+    layout = fig.layout.to_plotly_json()  # a deep copy
+    layout["shapes"] = [*layout.get("shapes", []), {"line": dict(CURRENT_LINE), "type": "line", "x0": x, "x1": x,
+                                                    "xref": "x", "y0": 0, "y1": 1, "yref": "y domain"}]
+    return go.Figure(data=[trace.to_plotly_json() for trace in fig.data], layout=layout, _validate=False)
+
+
+def starting_at(animation: go.Figure, start: int) -> go.Figure:
+    """:func:`sweep_animation`'s figure opening on frame ``start`` instead: its traces, title and slider step.
+
+    A new figure that shares ``animation``'s frames instead of copying them (plotly re-validates every frame it is
+    given, about as slow as building them), so ``animation`` can be built once and cached; change neither.
+    """
+    frame = animation.frames[start]
+    layout = animation.layout.to_plotly_json()  # a deep copy
+    layout["title"] = {**layout.get("title", {}), **frame.layout.title.to_plotly_json()}
+    layout["sliders"][0]["active"] = start
+    data = [{**old.to_plotly_json(), **new.to_plotly_json()} for old, new in zip(animation.data, frame.data, strict=True)]
+    fig = go.Figure(data=data, layout=layout, _validate=False)  # the subplot axes from the first, the rest from the frame
+    fig._frame_objs = animation._frame_objs  # shared read-only: the public setter would re-validate all of them
     return fig
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 from torch import nn
@@ -359,6 +361,34 @@ def weirdo_set() -> list:
     return weirdos(data.test_x.numpy(), data.test_y.numpy())
 
 
+# --- Figures: built once per input and shared by every session ---
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def figure(builder: str, *args, **kwargs) -> go.Figure:
+    """``plots.<builder>(*args, **kwargs)``, built once per distinct input (arrays hashed by their bytes) and shared by
+    every session and rerun: read-only -- ``st.plotly_chart`` copies it; anything else that changes it copies first."""
+    import plots
+
+    return getattr(plots, builder)(*args, **kwargs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def figure_of(key: tuple, _build: Callable[[], go.Figure]) -> go.Figure:
+    """``_build()``, cached by ``key`` alone (read-only, as :func:`figure`): for a figure whose data is slow to hash on
+    every rerun but follows from something small, e.g. the name and modification time of the file it was read from;
+    ``key`` must name the figure too."""
+    return _build()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def sweep_animation(images: np.ndarray, probabilities: np.ndarray, captions: list[str], level_text: list[str]) -> go.Figure:
+    """``plots.sweep_animation`` opening on frame 0, cached as :func:`figure` is (read-only; ``plots.starting_at`` opens
+    it elsewhere), in a smaller cache: one is megabytes."""
+    import plots
+
+    return plots.sweep_animation(images, probabilities, captions, level_text)
+
+
 # --- Invariance lab: sweeps of the current image, robustness curves over the test digits ---
 
 def invariance_sweep(name: str, image: np.ndarray, kind: str) -> convnets.Sweep:
@@ -671,31 +701,53 @@ def paper_counts() -> dict:
 
 
 # --- Unit page: every unit's top-9 patches (cached on disk per model version), one unit's feature visualisation ---
+# ``images=True``: a colour model of :func:`image_model_choices`, over :func:`pictures`' test images.
 
-UNIT_CACHE_FORMAT = 1  # bump when convnets.units.top_patches changes what it finds
+UNIT_CACHE_FORMAT = 2  # bump when convnets.units.top_patches changes what it finds
 
 
 @dataclass(frozen=True)
 class UnitPatches:
-    """:func:`convnets.units.top_patches` of a model over the digits of :func:`held_out_digits`, every unit layer."""
+    """:func:`convnets.units.top_patches` of a model over its evaluation images (:func:`held_out_digits`, or for a
+    colour model :func:`pictures`' test images), every unit layer."""
 
     patches: dict  # layer -> convnets.units.TopPatches
-    description: str  # what the digits are, e.g. 'the official MNIST test set (10,000 digits)'
-    digits: int  # how many
+    description: str  # what the images are, e.g. 'the official MNIST test set (10,000 digits)'
+    count: int  # how many
     seconds: float  # the time it took to find them (0 when read from the disk cache)
     cache: str  # where the result is kept on disk, or why it is not
 
 
-def unit_layer_sizes(name: str) -> dict[str, int]:
+def _unit_model(name: str, version: float, images: bool) -> tuple[nn.Module, threading.Lock]:
+    model, _, lock = (_load_image_model if images else _load)(name, version)
+    return model, lock
+
+
+def _evaluation_source(images: bool) -> str:
+    from training.images import cifar_source
+
+    return (cifar_source() or "") if images else evaluation_source()
+
+
+def _evaluation_images(source: str, images: bool) -> tuple[np.ndarray, str]:
+    """(uint8 images, what they are) the top-9 patches are found over."""
+    if images:
+        found = _pictures(source)
+        return found.test_x, found.test_description
+    digits, _, description = _held_out_digits(source)
+    return digits, description
+
+
+def unit_layer_sizes(name: str, images: bool = False) -> dict[str, int]:
     """:func:`convnets.units.unit_layers` of the model ``name``: its layers with units, and how many each has."""
-    return _unit_layer_sizes(name, weights_version(name))
+    return _unit_layer_sizes(name, weights_version(name), images)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _unit_layer_sizes(name: str, version: float) -> dict[str, int]:
+def _unit_layer_sizes(name: str, version: float, images: bool = False) -> dict[str, int]:
     from convnets.units import unit_layers
 
-    model, _, lock = _load(name, version)
+    model, lock = _unit_model(name, version, images)
     with lock:
         return unit_layers(model)
 
@@ -708,59 +760,60 @@ def _unit_cache_file(name: str, version: float, source: str, description: str, c
     return default_runs_dir() / "unit-cache" / f"top-patches-{re.sub(r'[^A-Za-z0-9]+', '-', name)}-{key}.npz"
 
 
-def unit_patches(name: str) -> UnitPatches:
-    """Every unit's top-9 patches for the model ``name`` over the evaluation digits: found once per weights version and
-    digits (batched passes), kept on disk in the runs folder (``unit-cache/``) and in memory."""
-    return _unit_patches(name, weights_version(name), evaluation_source())
+def unit_patches(name: str, images: bool = False) -> UnitPatches:
+    """Every unit's top-9 patches for the model ``name`` over its evaluation images: found once per weights version
+    and data (batched passes), kept on disk in the runs folder (``unit-cache/``) and in memory."""
+    return _unit_patches(name, weights_version(name), _evaluation_source(images), images)
 
 
-@st.cache_data(show_spinner="Finding every unit's top-9 patches in the test digits (once per model version)…",
+@st.cache_data(show_spinner="Finding every unit's top-9 patches in the test images (once per model version)…",
                max_entries=8)
-def _unit_patches(name: str, version: float, source: str) -> UnitPatches:
+def _unit_patches(name: str, version: float, source: str, images: bool = False) -> UnitPatches:
     import time
 
     from convnets import units
 
-    model, _, lock = _load(name, version)
-    images, _, description = _held_out_digits(source)
-    path = _unit_cache_file(name, version, source, description, len(images))
+    model, lock = _unit_model(name, version, images)
+    data, description = _evaluation_images(source, images)
+    path = _unit_cache_file(name, version, source, description, len(data))
     shown = f"unit-cache/{path.name} in the runs folder"
     if path.is_file():
         try:
-            return UnitPatches(units.load_top_patches(path, model), description, len(images), 0.0, shown)
+            return UnitPatches(units.load_top_patches(path, model), description, len(data), 0.0, shown)
         except (OSError, ValueError, KeyError) as exc:  # damaged or from another format: find them again
             shown = f"{shown} (unreadable, rewritten: {exc})"
     start = time.perf_counter()
     with lock:
-        patches = units.top_patches(model, images)
+        patches = units.top_patches(model, data, batch_size=250 if images else 1000)
     seconds = time.perf_counter() - start
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         units.save_top_patches(path, patches)
     except OSError as exc:
         shown = f"not kept on disk ({exc.strerror or exc}); kept in memory for this server only"
-    return UnitPatches(patches, description, len(images), seconds, shown)
+    return UnitPatches(patches, description, len(data), seconds, shown)
 
 
-def unit_weighted_sum(name: str, image: np.ndarray, layer: str, unit: int):
-    """:func:`convnets.units.weighted_sum` of one unit on one 28x28 image, at its most active position (cached)."""
-    return _unit_weighted_sum(name, weights_version(name), np.asarray(image, dtype=np.float32), layer, unit)
+def unit_weighted_sum(name: str, image: np.ndarray, layer: str, unit: int, images: bool = False):
+    """:func:`convnets.units.weighted_sum` of one unit on one image (28x28; a colour model's (3, S, S) at its input
+    size), at its most active position (cached)."""
+    return _unit_weighted_sum(name, weights_version(name), np.asarray(image, dtype=np.float32), layer, unit, images)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _unit_weighted_sum(name: str, version: float, image: np.ndarray, layer: str, unit: int):
+def _unit_weighted_sum(name: str, version: float, image: np.ndarray, layer: str, unit: int, images: bool = False):
     from convnets.units import weighted_sum
 
-    model, _, lock = _load(name, version)
+    model, lock = _unit_model(name, version, images)
     with lock:
         return weighted_sum(model, image, layer, unit)
 
 
 @st.cache_data(show_spinner="Visualising the unit (activation maximisation from noise)…", max_entries=64)
-def unit_visualisation(name: str, version: float, layer: str, unit: int, objective: str):
+def unit_visualisation(name: str, version: float, layer: str, unit: int, objective: str, images: bool = False):
     """:func:`convnets.units.visualise` with its default regularisation and seed: the same picture every time."""
     from convnets.units import visualise
 
-    model, _, lock = _load(name, version)
+    model, lock = _unit_model(name, version, images)
     with lock:
         return visualise(model, layer, unit, objective=objective)

@@ -317,7 +317,8 @@ def check_experiments(page: Page, where: str, failures: list[str]) -> None:
 def check_unit(page: Page, where: str, failures: list[str]) -> None:
     """The Unit page (from the sidebar): four sections, the weighted-sum table, nine top patches, the feature
     visualisation's numbers, the unit in the address; then, in a new tab (a new session), an address for a unit that
-    does not exist: one error box that names the fix, and the rest of the page for a unit that does."""
+    does not exist: one error box that names the fix, and the rest of the page for a unit that does; then an AlexNet
+    unit's address (a colour model: its top-9 test pictures), and a bad one."""
     main = page.locator('[data-testid="stMain"]')
     patches = [c for c in main.locator('[data-testid="stImageCaption"]').all_inner_texts() if c.startswith("#")]
     numbers = metrics(page)
@@ -330,13 +331,20 @@ def check_unit(page: Page, where: str, failures: list[str]) -> None:
     bad = page.context.browser.new_page()
     try:
         bad.set_viewport_size({"width": 1400, "height": 1000})
-        bad.goto(f"{URL}/unit?layer=C3&unit=99", wait_until="domcontentloaded")
-        settle(bad, heading="Unit page")
-        bad.locator('[data-testid="stMain"] [data-testid="stMetric"]').first.wait_for(timeout=60_000)
-        errors = bad.locator('[data-testid="stMain"] [data-testid="stAlertContentError"]').all_inner_texts()
-        expect(failures, where + ", address ?layer=C3&unit=99", len(errors) == 1 and "unit 99 does not exist" in errors[0]
-               and bad.locator('[data-testid="stException"]').count() == 0 and "Best test digit" in metrics(bad),
-               f"error boxes {errors}; the rest of the page: metrics {metrics(bad)}")
+        for address, error, best in (("layer=C3&unit=99", "unit 99 does not exist", "Best test digit"),
+                                     ("model=alexnet-cifar&layer=conv3&unit=17", None, "Best test picture"),
+                                     ("model=alexnet-cifar&layer=conv5&unit=128", "unit 128 does not exist",
+                                      "Best test picture")):
+            bad.goto(f"{URL}/unit?{address}", wait_until="domcontentloaded")
+            settle(bad, heading="Unit page", timeout_s=180)
+            bad.locator('[data-testid="stMain"] [data-testid="stMetric"]').first.wait_for(timeout=180_000)
+            errors = bad.locator('[data-testid="stMain"] [data-testid="stAlertContentError"]').all_inner_texts()
+            shown = [c for c in bad.locator('[data-testid="stMain"] [data-testid="stImageCaption"]').all_inner_texts()
+                     if c.startswith("#")]
+            expect(failures, f"{where}, address ?{address}", (len(errors) == 1 and error in errors[0] if error else
+                                                               not errors) and len(shown) == 9
+                   and bad.locator('[data-testid="stException"]').count() == 0 and best in metrics(bad),
+                   f"error boxes {errors}; the rest of the page: {len(shown)} top patches, metrics {metrics(bad)}")
     finally:
         bad.close()
 

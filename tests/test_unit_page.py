@@ -158,3 +158,93 @@ def test_feature_maps_opens_the_unit_page_and_a_shared_address_picks_its_model(d
     ok(shared)
     assert shared.session_state["model_name"] == "lenet5-modern" and not shared.warning
     assert shared.subheader[0].value == "What F6 unit 9 computes on the current image"
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    from training.images import cifar_sample
+
+    return cifar_sample()
+
+
+def run_colour(picture: dict | None = None, **params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    if picture is not None:
+        at.session_state["alexnet_picture"] = dict(picture)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+@pytest.mark.parametrize(("layer", "unit", "index"), [("conv3", 17, None), ("conv1", 5, 12), ("conv5", 40, 3)])
+def test_an_alexnet_unit_in_the_address(layer, unit, index, cifar):
+    """?model=alexnet-cifar&layer=..&unit=..: the colour model's unit on the AlexNet page's picture (test image 0 of
+    the sample when none was picked), its top-9 over the sample's test pictures, a colour visualisation."""
+    picture = None if index is None else {"image": cifar.test_x[index].numpy().astype(np.float32) / 255,
+                                          "source": f"test image #{index}", "label": None}
+    at = ok(run_colour(picture, model="alexnet-cifar", layer=layer, unit=str(unit)))
+    assert at.radio(key="unit_family").value == "colour" and at.selectbox(key="unit_image_model").value == "alexnet-cifar"
+    assert len(at.subheader) == SECTIONS and at.subheader[0].value == f"What {layer} unit {unit} computes on the current image"
+    assert dict(at.query_params) == {"model": "alexnet-cifar", "layer": layer, "unit": str(unit)}
+    model, _ = convnets.load_pretrained("alexnet-cifar")
+    ws = U.weighted_sum(model, cifar.test_x[index or 0].numpy().astype(np.float32) / 255, layer, unit)
+    table = at.dataframe[0].value.set_index("term")["value"]
+    assert table["pre-activation"] == pytest.approx(ws.pre_activation, abs=1e-4)
+    assert table["value"] == pytest.approx(max(ws.pre_activation, 0.0), abs=1e-4)
+    assert len(table) == (7 if layer == "conv1" else 13)  # conv1: R, G, B; deeper: the 8 largest terms and the rest
+    top = U.top_patches(model, cifar.test_x, [layer])[layer]
+    shown = [c for c in image_captions(at) if c.startswith("#")]
+    assert shown == [f"#{i} ({cifar.classes[cifar.test_y[i]]}) · {v:.3f}"
+                     for i, v in zip(top.images[unit], top.values[unit], strict=True)]
+    assert "the sample's 1,000 test images" in text(at) and "1,000 pictures in batched passes" in text(at)
+    pools = layer in ("conv1", "conv5")
+    assert ("before the layer's 3x3 max-pooling" in text(at)) == pools
+    vis = U.visualise(model, layer, unit)
+    metrics = {m.label: float(m.value) for m in at.metric}
+    assert metrics["Activation reached"] == pytest.approx(vis.activation, abs=1e-3)
+    assert metrics["Best test picture"] == pytest.approx(float(top.values[unit, 0]), abs=1e-3)
+    assert vis.image.shape == (32, 32, 3) and "seed 0" in text(at) and "each colour channel blurred" in text(at)
+    if layer == "conv1":
+        assert "three colour channels" in text(at) and "the kernel in colour" in image_captions(at)[0]
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"layer": "conv9", "unit": "3"}, "alexnet-cifar has no layer 'conv9' with units of its own; pick one of conv1 (0-47)"),
+    ({"layer": "conv5", "unit": "128"}, "unit 128 does not exist: conv5 has 128 units (0-127)"),
+    ({"layer": "C3", "unit": "1"}, "alexnet-cifar has no layer 'C3'"),
+])
+def test_a_bad_alexnet_address_gives_one_message_and_the_page_works(params, message):
+    at = run_colour(model="alexnet-cifar", **params)
+    assert not at.exception, [e.message for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and message in errors[0] and "Showing conv1 unit 0 instead" in errors[0]
+    assert len(at.subheader) == SECTIONS and len(at.metric) == 3
+    assert dict(at.query_params) == {"model": "alexnet-cifar", "layer": "conv1", "unit": "0"}
+
+
+def test_switching_between_a_digit_and_a_colour_model(digit):
+    at = ok(run("lenet5", digit, layer="C3", unit="5"))
+    assert at.radio(key="unit_family").value == "digits"
+    at.radio(key="unit_family").set_value("colour").run()
+    ok(at)
+    assert dict(at.query_params) == {"model": "alexnet-cifar", "layer": "conv1", "unit": "5"}  # C3 is not here: conv1
+    assert at.subheader[2].value == "Top-9 patches: the test pictures that excite it most"
+    at.selectbox(key="unit_layer").set_value("conv2").run()
+    at.radio(key="unit_family").set_value("digits").run()
+    ok(at)
+    assert dict(at.query_params) == {"model": "lenet5", "layer": "C1", "unit": "5"}
+
+
+def test_the_alexnet_page_opens_the_unit_page_on_its_picture():
+    at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/alexnet.py").run()
+    ok(at)
+    at.selectbox(key="alexnet_unit_layer").set_value("conv4").run()
+    at.number_input(key="alexnet_unit").set_value(150).run()
+    at.button(key="alexnet_open_unit").click().run()
+    ok(at)
+    assert at.title[0].value == "Unit page"
+    assert at.subheader[0].value == "What conv4 unit 150 computes on the current image"
+    assert dict(at.query_params) == {"model": "alexnet-cifar", "layer": "conv4", "unit": "150"}
+    assert "test image #0 of the CIFAR-10 sample" in text(at)

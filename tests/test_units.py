@@ -241,3 +241,62 @@ def test_the_probes_on_a_colour_model(alexnet):
     assert ws.value == pytest.approx(max(ws.pre_activation, 0.0), abs=1e-5)  # ReLU, before the layer's pooling
     vis = U.visualise(alexnet, "conv5", 3, steps=60)
     assert vis.image.shape == (32, 32, 3) and vis.activation > vis.start_activation + 0.25
+
+
+@pytest.fixture(scope="module")
+def alexnet_one_column():
+    return convnets.load_pretrained("alexnet-cifar")[0]
+
+
+@pytest.fixture(scope="module")
+def cifar_pictures() -> torch.Tensor:
+    from training.images import cifar_sample
+
+    return cifar_sample().test_x[:40]  # uint8 (40, 3, 32, 32)
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv3", "conv5"])
+def test_an_alexnet_top_patch_gives_the_units_highest_activation(alexnet_one_column, cifar_pictures, layer):
+    """Over a small set, the top image of every unit is the one whose map (after ReLU and pooling, as the AlexNet page
+    shows it) peaks highest, at the position found; the pooled pre-activation is what the ReLU turns into the output."""
+    model = alexnet_one_column
+    top = U.top_patches(model, cifar_pictures, [layer], k=3, batch_size=16)[layer]
+    acts = convnets.activations(model, cifar_pictures.float() / 255)[layer].numpy()  # (40, units, h, w)
+    peaks = acts.reshape(*acts.shape[:2], -1).max(axis=2)  # (40, units)
+    units = np.arange(acts.shape[1])
+    np.testing.assert_allclose(top.values[:, 0], peaks.max(axis=0), atol=1e-5)
+    np.testing.assert_allclose(peaks[top.images[:, 0], units], peaks.max(axis=0), atol=1e-5)
+    np.testing.assert_allclose(acts[top.images[:, 0], units, top.rows[:, 0], top.cols[:, 0]], top.values[:, 0], atol=1e-5)
+    with torch.no_grad():
+        pre, out = U.run_layers(model, cifar_pictures[:4].float() / 255, [layer])[layer]
+    assert pre.shape == out.shape and (pre < 0).any()  # pooled before the ReLU: negative values are still there
+    torch.testing.assert_close(torch.relu(pre), out)
+    torch.testing.assert_close(out, torch.from_numpy(acts[:4]))
+
+
+def test_a_unit_off_everywhere_is_worked_out_where_it_is_closest_to_firing(alexnet_one_column, cifar_pictures):
+    """The ReLU after AlexNet's convolutions works in place: the pre-activation shown must be the convolution's own
+    (negative) output, not the ReLU's 0."""
+    model = alexnet_one_column
+    image = cifar_pictures[3].numpy()
+    acts = convnets.activations(model, torch.from_numpy(image)[None].float() / 255)["conv5"][0]
+    unit = int(acts.reshape(len(acts), -1).amax(dim=1).argmin())
+    assert float(acts[unit].max()) == 0.0  # some conv5 unit is off on this picture
+    ws = U.weighted_sum(model, image, "conv5", unit)
+    assert ws.pre_activation < 0 and ws.value == 0.0
+    assert ws.contributions.sum() + ws.bias == pytest.approx(ws.pre_activation, abs=1e-4)
+    assert ws.pre_activation == pytest.approx(float(ws_map_max(model, image, unit)), abs=1e-4)
+    assert U.receptive_field(model, "conv5", pooled=False).positions == ws.output_map.shape
+    assert U.receptive_field(model, "conv5").positions == tuple(acts.shape[1:])
+
+
+def ws_map_max(model, image, unit):
+    """conv5's convolution output for ``unit``, its largest value (no ReLU), by hand."""
+    with torch.no_grad():
+        inputs = convnets.activations(model, torch.from_numpy(image)[None].float() / 255)["conv4"]
+        return model.features.conv5[0](inputs)[0, unit].max()
+
+
+def test_a_pooled_unit_off_on_the_noise_still_climbs(alexnet_one_column):
+    vis = U.visualise(alexnet_one_column, "conv1", 0, steps=60)
+    assert vis.start_activation == 0.0 and vis.activation > 0.5 and vis.image.shape == (32, 32, 3)

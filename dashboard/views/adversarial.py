@@ -74,8 +74,9 @@ else:
                        + (f" to {target}" if target is not None else "") + ".", icon=":material/shield:")
     else:
         with delta_col:
-            st.plotly_chart(plots.perturbation(example.perturbation, f"Perturbation (ε = {example.epsilon:.3f})",
-                                               limit=example.epsilon), key="adversarial_delta")
+            st.plotly_chart(resources.figure("perturbation", example.perturbation,
+                                             f"Perturbation (ε = {example.epsilon:.3f})", limit=example.epsilon),
+                            key="adversarial_delta")
             st.metric("ε needed", f"{example.epsilon:.3f}",
                       help=f"The smallest ε on the search grid that changes the answer; ε - {example.resolution:.4f} did not")
             st.caption(f"red: ink added, blue: ink removed; search resolution {example.resolution:.4f}")
@@ -107,9 +108,9 @@ digits = description if len(labels) <= CURVE_DIGITS else f"the first {CURVE_DIGI
 curves = {m: curve(m, resources.weights_version(m), description, method) for m in models}
 epsilons = np.asarray(A.CURVE_EPSILONS)
 curve_method = METHODS[method] if method == "fgsm" else f"PGD ({A.CURVE_STEPS} steps per ε)"  # not the single image's
-st.plotly_chart(plots.robustness_curves(epsilons, curves, title=f"Accuracy vs ε, {curve_method}, untargeted",
-                                        x_title="ε (L∞, pixel units of [0, 1])", level_text=[f"ε {e:g}" for e in epsilons],
-                                        measured_on=f"on {digits}"), key="adversarial_curves")
+st.plotly_chart(resources.figure("robustness_curves", epsilons, curves, title=f"Accuracy vs ε, {curve_method}, untargeted",
+                                 x_title="ε (L∞, pixel units of [0, 1])", level_text=[f"ε {e:g}" for e in epsilons],
+                                 measured_on=f"on {digits}"), key="adversarial_curves")
 halves = {m: A.epsilon_at(epsilons, acc) for m, acc in curves.items()}
 st.caption(f"Each of {digits} attacked at every ε, against its true label; a digit counts as wrong at ε once any image "
            "the attack tried within that ε (or a smaller one) was misclassified, so the curve starts at the clean "

@@ -183,6 +183,16 @@ else:
                                                height=min(max(height, 220), 640)), key=f"alexnet_{key}_maps")
     st.caption(f"{convs[0]} and {convs[-1]}, the first and the last convolutional block, for the current picture: "
                "each map after its ReLU, normalisation and pooling; hover for a value.")
+    sizes = resources.unit_layer_sizes(name, images=True)  # one channel on the Unit page, on this picture
+    layer_col, unit_col, open_col = st.columns([1, 1, 3], vertical_alignment="bottom")
+    unit_layer = layer_col.selectbox("Look at one unit of", list(sizes), key="alexnet_unit_layer")
+    ss["alexnet_unit"] = min(ss.get("alexnet_unit", 0), sizes[unit_layer] - 1)
+    unit = unit_col.number_input(f"unit (0–{sizes[unit_layer] - 1})", 0, sizes[unit_layer] - 1, key="alexnet_unit")
+    if open_col.button("Open the unit page", icon=":material/center_focus_strong:", key="alexnet_open_unit",
+                       help="Its kernels and weighted sum on the current picture, its receptive field, its top-9 test "
+                            "patches and a picture made to excite it."):
+        ss[PICTURE_KEY] = current  # the Unit page works on this picture
+        st.switch_page("views/unit.py", query_params={"model": name, "layer": unit_layer, "unit": str(unit)})
 
 # ---------------------------------------------------------------------- counts beside the paper
 st.subheader("The paper's network: counts beside the paper")

@@ -153,8 +153,8 @@ def show(method: str, subject: dict, attribution: A.Attribution | str, class_nam
         st.warning(f"{LABELS[method]}: {attribution}", icon=":material/warning:")
         return
     title = f"{LABELS[method]} · {class_name}"
-    st.plotly_chart(plots.attribution_overlay(subject["display"], attribution.heatmap, title, attribution.signed),
-                    key=f"why_map_{method}")
+    st.plotly_chart(resources.figure("attribution_overlay", subject["display"], attribution.heatmap, title,
+                                     attribution.signed), key=f"why_map_{method}")
     note = attribution.note.rstrip(".")  # one sentence, its full stop added here
     if attribution.completeness_gap is not None:
         difference = attribution.score - attribution.baseline_score
@@ -169,9 +169,9 @@ def deletion_chart(subject: dict, curves: dict[str, A.DeletionCurve], chance: A.
                "color": plots.PALETTE[i % len(plots.PALETTE)], "markers": True} for i, (m, c) in enumerate(curves.items())]
     traces.append({"name": f"{LABELS['random']} · AUC {chance.auc:.3f}", "x": chance.fractions * 100,
                    "y": chance.probabilities * 100, "color": "#888", "dash": "dot"})
-    st.plotly_chart(plots.curves(traces, f"Deletion: probability of {class_name} as the most-attributed pixels go",
-                                 "pixels removed (%)", f"probability of {class_name}", y_format=".1f", y_suffix=" %"),
-                    key="why_deletion")
+    st.plotly_chart(resources.figure("curves", traces, f"Deletion: probability of {class_name} as the most-attributed "
+                                     "pixels go", "pixels removed (%)", f"probability of {class_name}", y_format=".1f",
+                                     y_suffix=" %"), key="why_deletion")
     if chance.probabilities[0] < 0.05:  # nothing to delete: every area is about 0
         st.info(f"The model gives {class_name} only {chance.probabilities[0]:.1%} on this image, so there is little "
                 "probability to remove and every area is close to 0: deletion curves compare the methods for the "

@@ -35,6 +35,11 @@ def folder_version(folder) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((p.name, p.stat().st_mtime) for p in folder.glob("*.json"))) if folder.is_dir() else ()
 
 
+def read_from(result: dict, chart: str) -> tuple:
+    """A key for ``chart`` of ``result`` that changes when its file does: the folder, every file's modification time."""
+    return chart, str(folder), version, result["file"]
+
+
 def conditions_table(result: dict) -> pd.DataFrame:
     """The run's conditions as (setting, value) rows, the data and where it ran included."""
     c = result.get("conditions") if isinstance(result.get("conditions"), dict) else {}
@@ -74,9 +79,9 @@ def relu_vs_tanh(result: dict) -> None:
                        "color": colours.get(activation), "width": 3 if best else 1, "opacity": 1.0 if best else 0.35,
                        "dash": "solid" if activation == "relu" else "dash", "group": activation, "markers": best})
     chart_col, numbers_col = st.columns([2, 1])
-    chart_col.plotly_chart(plots.curves(traces, f"Training error per epoch, {conditions.get('model', 'cnn4-cifar')}",
-                                        "epoch", "training error (%)", hline=(target, f"{target:g} % target"),
-                                        y_suffix=" %", height=420), key="relu_tanh_chart")
+    chart_col.plotly_chart(resources.figure_of(read_from(result, "relu-tanh"), lambda: plots.curves(
+        traces, f"Training error per epoch, {conditions.get('model', 'cnn4-cifar')}", "epoch", "training error (%)",
+        hline=(target, f"{target:g} % target"), y_suffix=" %", height=420)), key="relu_tanh_chart")
     chart_col.caption("Each activation's learning-rate sweep; the thick line is its best run (fewest epochs to the "
                       "target). Training error is the mean over each epoch's mini-batches while training.")
 
@@ -122,11 +127,12 @@ def dropout_augmentation(result: dict) -> None:
                                                           for row in curve], "color": colour, "dash": "dot"})
     left, right = st.columns(2)
     epochs = max((len(run["curve"]) for run in result["runs"]), default=0)
-    ticks = {"dtick": 2} if 10 < epochs <= 20 else {}  # plots.curves ticks every epoch up to 20: too dense at half width
-    left.plotly_chart(plots.curves(test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %")
-                      .update_xaxes(**ticks), key="dropout_test_chart")
-    right.plotly_chart(plots.curves(train, "Training error per epoch (eval mode)", "epoch", "training error (%)",
-                                    y_suffix=" %").update_xaxes(**ticks), key="dropout_train_chart")
+    dtick = 2 if 10 < epochs <= 20 else None  # plots.curves ticks every epoch up to 20: too dense at half width
+    left.plotly_chart(resources.figure_of(read_from(result, "dropout-test"), lambda: plots.curves(
+        test, "Test error per epoch", "epoch", "test error (%)", y_suffix=" %", x_dtick=dtick)), key="dropout_test_chart")
+    right.plotly_chart(resources.figure_of(read_from(result, "dropout-train"), lambda: plots.curves(
+        train, "Training error per epoch (eval mode)", "epoch", "training error (%)", y_suffix=" %", x_dtick=dtick)),
+        key="dropout_train_chart")
     rows = [{"setting": label, "final test error": s.get("final_test_error"), "ten patches": s.get("ten_patch_test_error"),
              "best test error": s.get("best_test_error"), "final train error": s.get("final_train_error_clean"),
              "gap (test − train)": s.get("gap")} for label, s in result["summary"].items()]

@@ -52,7 +52,7 @@ def maps(layer: str, columns: int, label: str = "map", height: int | None = None
     values = acts[layer]
     n = values.shape[0]
     title = f"{layer}: {n} map{'s' if n > 1 else ''} of {values.shape[1]}x{values.shape[2]} for {subject}"
-    st.plotly_chart(plots.feature_maps(values, title, columns, label=label, height=height), key=f"maps_{layer}")
+    st.plotly_chart(resources.figure("feature_maps", values, title, columns, label=label, height=height), key=f"maps_{layer}")
 
 
 heading("input", "the image as the network sees it")
@@ -70,7 +70,7 @@ maps("S4", 8)
 
 heading("C5", "120 units, each a 5x5 convolution over all of S4 (output 1x1)")
 c5 = acts["C5"].reshape(-1)
-st.plotly_chart(plots.bars(c5, f"C5 for {subject}", "unit", "activation", height=260), key="c5")
+st.plotly_chart(resources.figure("bars", c5, f"C5 for {subject}", "unit", "activation", height=260), key="c5")
 
 heading("F6", "84 units, read as a 7x12 image")
 f6 = acts["F6"].reshape(-1)
@@ -79,27 +79,27 @@ if faithful:
     nearest = int(np.argmin(distances))
     f6_col, proto_col, _ = st.columns([1, 1, 2])
     with f6_col:
-        st.plotly_chart(plots.bitmap(f6, f"F6 for {subject}", zmax=1.7159), key="f6")
+        st.plotly_chart(resources.figure("bitmap", f6, f"F6 for {subject}", zmax=1.7159), key="f6")
     with proto_col:
-        st.plotly_chart(plots.bitmap(digit_prototypes()[nearest].numpy(), f"nearest bitmap: digit {nearest}", zmax=1.7159),
-                        key="prototype")
+        st.plotly_chart(resources.figure("bitmap", digit_prototypes()[nearest].numpy(), f"nearest bitmap: digit {nearest}",
+                                         zmax=1.7159), key="prototype")
     st.caption(f"F6's outputs lie in ±1.7159 (the squashing function); the nearest of the ten fixed bitmaps is digit "
                f"{nearest}, at squared distance {distances[nearest]:.2f}.")
 else:
     f6_col, _ = st.columns([1, 3])
     with f6_col:
-        st.plotly_chart(plots.bitmap(f6, f"F6 for {subject}"), key="f6")
+        st.plotly_chart(resources.figure("bitmap", f6, f"F6 for {subject}"), key="f6")
     unit = {"relu": "ReLU", "tanh": "tanh"}.get(getattr(model, "activation", "relu"), "ReLU")
     st.caption(f"{name} has no bitmap targets: its F6 is a plain {unit} layer feeding a linear softmax head, "
                "so the 7x12 picture is just a layout of its 84 values.")
 
 if faithful:
     heading("output", "ten RBF distances to the digit bitmaps (lower = closer)")
-    st.plotly_chart(plots.bars(acts["output"], f"RBF distances for {subject}", "digit", "squared distance",
+    st.plotly_chart(resources.figure("bars", acts["output"], f"RBF distances for {subject}", "digit", "squared distance",
                                highlight=int(np.argmin(acts["output"])), fmt=".2f"), key="output")
 else:
     heading("output", "ten class scores (logits; higher = more likely)")
-    st.plotly_chart(plots.bars(acts["output"], f"Scores for {subject}", "digit", "score",
+    st.plotly_chart(resources.figure("bars", acts["output"], f"Scores for {subject}", "digit", "score",
                                highlight=int(np.argmax(acts["output"])), fmt=".3f"), key="output")
 first = int(np.argmax(result.scores))
 st.markdown(f"Prediction for {subject}: **{first}** (probability {result.probabilities[first]:.1%}, softmax of the scores).")

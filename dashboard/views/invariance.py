@@ -40,10 +40,11 @@ with image_col:
                + (f"; true label **{truth}**, so the prediction is **{'right' if prediction == truth else 'wrong'}**"
                   if truth is not None else ""))
 with sweep_col:
-    st.plotly_chart(plots.invariance_sweep(
-        result.levels, result.predictions, result.confidences, title=f"{name} on {short}: {spec.label} sweep",
-        x_title=f"{spec.label} ({spec.help})", level_text=text, current=level, truth=truth,
-        truth_probability=result.probabilities[:, truth] if truth is not None else None), key="invariance_sweep")
+    sweep = resources.figure(  # built once per sweep; the slider's level marked on a copy
+        "invariance_sweep", result.levels, result.predictions, result.confidences,
+        title=f"{name} on {short}: {spec.label} sweep", x_title=f"{spec.label} ({spec.help})", level_text=text,
+        truth=truth, truth_probability=result.probabilities[:, truth] if truth is not None else None)
+    st.plotly_chart(plots.marked_at(sweep, level), key="invariance_sweep")
     centre = result.at(spec.identity)
     same = result.predictions == result.predictions[centre]
     lo, hi = centre, centre
@@ -59,8 +60,9 @@ st.subheader("Animated sweep")
 st.caption("Each frame is one level of the sweep with the model's ten probabilities, in the spirit of LeCun's LeNet-5 "
            "demos. Press ▶ Play, or drag the slider under the figure.")
 captions = [f"{t} → {int(p)} ({c:.0%})" for t, p, c in zip(text, result.predictions, result.confidences, strict=True)]
-st.plotly_chart(plots.sweep_animation(result.images, result.probabilities, captions,
-                                      [spec.describe(v) for v in levels], start=i), key="invariance_animation")
+animation = resources.sweep_animation(result.images, result.probabilities, captions,
+                                      [spec.describe(v) for v in levels])  # built once per sweep; opened at the slider
+st.plotly_chart(plots.starting_at(animation, i), key="invariance_animation")
 
 st.subheader("Robustness over the test digits")
 models = list(resources.MODEL_NAMES) + ([name] if name not in resources.MODEL_NAMES else [])
@@ -73,8 +75,8 @@ for k, robust_kind in enumerate(ROBUSTNESS_KINDS):
     robust = TRANSFORMS[robust_kind]
     robust_levels = curves[models[0]].levels[robust_kind]
     with columns[k % 2]:
-        st.plotly_chart(plots.robustness_curves(
-            robust_levels, {m: curves[m].accuracy[robust_kind] for m in models},
+        st.plotly_chart(resources.figure(
+            "robustness_curves", robust_levels, {m: curves[m].accuracy[robust_kind] for m in models},
             title=f"Accuracy vs {robust.label}", x_title=robust.axis,
             level_text=[f"{robust.label} {robust.describe(v)}" for v in robust_levels],
             measured_on=f"on {description}"), key=f"robustness_{robust_kind}")
