@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import inference
+from .inference import float_pixels, inference, model_device
 
 METHODS = ("fgsm", "pgd")
 EPS_MAX = 0.5  # the search gives up above this ε: at 0.5 every pixel may go half-way to the other extreme
@@ -75,24 +75,16 @@ class AdversarialExample:
 # --------------------------------------------------------------------------- plumbing
 
 
-def _device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _as_images(model: nn.Module, images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Digits (28, 28), (N, 28, 28) or (N, 1, 28, 28), uint8 or float in [0, 1], as float (N, 1, 28, 28) on the model's device."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).detach()
+    x = float_pixels(images)
     if x.dim() == 2:
         x = x.unsqueeze(0)
     if x.dim() == 3:
         x = x.unsqueeze(1)
     if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
         raise ValueError(f"expected digits (28, 28), (N, 28, 28) or (N, 1, 28, 28); got {tuple(x.shape)}")
-    x = x.float() / 255 if not x.is_floating_point() else x.float()
-    if not torch.isfinite(x).all():
-        raise ValueError("the image has NaN or infinite pixels")
-    return x.clamp(0, 1).to(_device(model))
+    return x.clamp(0, 1).to(model_device(model))
 
 
 def _class(value: int | None, classes: int, what: str = "target") -> int | None:

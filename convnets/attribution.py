@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .inference import capture, inference
+from .inference import capture, float_pixels, inference, model_device
 from .lenet import MnistInput, SparseConv2d, Subsampling
 from .probes import layer_table, named_layers
 
@@ -74,20 +74,14 @@ class DeletionCurve:
 
 def _as_batch(model: nn.Module, image: torch.Tensor | np.ndarray) -> torch.Tensor:
     """One image as a float (1, C, H, W) batch on the model's device."""
-    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).detach()
+    x = float_pixels(image)
     if x.dim() == 2:
         x = x.unsqueeze(0)
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or len(x) != 1:
         raise ValueError(f"attribution explains one image at a time: (H, W), (C, H, W) or (1, C, H, W); got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        x = x.float() / 255
-    param = next(model.parameters(), None)
-    x = x.to(device=param.device if param is not None else "cpu", dtype=torch.float32)
-    if not torch.isfinite(x).all():
-        raise ValueError("the image has NaN or infinite pixels")
-    return x
+    return x.to(model_device(model))
 
 
 def _target(scores: torch.Tensor, target: int | None) -> int:

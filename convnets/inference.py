@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,3 +44,19 @@ def capture(layers: Iterable[tuple[str, nn.Module]], detach: bool = True) -> Ite
     finally:
         for handle in handles:
             handle.remove()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def float_pixels(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Pixels from an array or a tensor as a detached float32 tensor (uint8 scaled by 1/255), any shape; NaN or
+    infinite pixels are refused with a ValueError."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).detach()
+    x = x.float() / 255 if not x.is_floating_point() else x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError("the image has NaN or infinite pixels")
+    return x

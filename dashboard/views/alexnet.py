@@ -156,7 +156,7 @@ else:
         elif current.get("label"):
             st.markdown(f"True class: **{current['label']}**, not one of this model's classes.")
     with top_col:
-        st.plotly_chart(plots.top_classes(probe.top, "Five most probable classes"), key="alexnet_top")
+        st.plotly_chart(resources.figure("top_classes", probe.top, "Five most probable classes"), key="alexnet_top")
 
     layer = convnets.embedding_layer(model)
     if size == 32 and list(getattr(model, "classes", [])) == list(pictures.classes):
@@ -179,7 +179,7 @@ else:
         rows, (h, w) = -(-maps.shape[0] // per_line), maps.shape[1:]
         height = int(430 * (rows * (h + 1)) / (per_line * (w + 1))) + 80  # the grid's shape in a half-width column
         with column:
-            st.plotly_chart(plots.feature_maps(maps, f"{key}: {maps.shape[0]} maps of {h}x{w}", per_line,
+            st.plotly_chart(resources.figure("feature_maps", maps, f"{key}: {maps.shape[0]} maps of {h}x{w}", per_line,
                                                height=min(max(height, 220), 640)), key=f"alexnet_{key}_maps")
     st.caption(f"{convs[0]} and {convs[-1]}, the first and the last convolutional block, for the current picture: "
                "each map after its ReLU, normalisation and pooling; hover for a value.")

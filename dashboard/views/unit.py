@@ -189,14 +189,14 @@ def computes(ws: U.WeightedSum, faithful: bool, subject: str, layers: dict[str, 
         names = [input_name(ws, i).rsplit(" ", 1)[-1] for i in shown]
         on = f"{ws.input_layer} map{'s' if len(shown) > 1 else ''} {', '.join(names)}"
         kernel_col, window_col = st.columns(2)
-        kernel_col.plotly_chart(plots.feature_maps(ws.kernels[shown], f"Kernels of {ws.layer} map {ws.unit} on {on}",
+        kernel_col.plotly_chart(resources.figure("feature_maps", ws.kernels[shown], f"Kernels of {ws.layer} map {ws.unit} on {on}",
                                                    columns, label="kernel", height=height), key="unit_kernels")
-        window_col.plotly_chart(plots.feature_maps(ws.windows[shown], f"The windows of {on} at ({ws.row}, {ws.col})",
+        window_col.plotly_chart(resources.figure("feature_maps", ws.windows[shown], f"The windows of {on} at ({ws.row}, {ws.col})",
                                                    columns, label="window", height=height), key="unit_windows")
     else:
         st.caption(f"{ws.layer} unit {ws.unit} is fully connected: one weight per {ws.input_layer} unit "
                    f"({len(ws.inputs)}). Bars: weight × input on {subject}.")
-        st.plotly_chart(plots.bars(ws.contributions, f"{ws.layer} unit {ws.unit}: weight × {ws.input_layer} value",
+        st.plotly_chart(resources.figure("bars", ws.contributions, f"{ws.layer} unit {ws.unit}: weight × {ws.input_layer} value",
                                    f"{ws.input_layer} unit", "weight × input", height=260), key="unit_terms")
     table = weighted_sum_table(ws, top=TOP_INPUTS if len(ws.inputs) > TOP_INPUTS else None, value_note=value_note)
     st.dataframe(table, hide_index=True, height=35 * (len(table) + 1) + 3,
@@ -216,7 +216,7 @@ def looks(ws: U.WeightedSum, field: U.ReceptiveField, image: np.ndarray, subject
                     caption=f"{subject}: what {ws.layer} unit {ws.unit} sees"
                             + (f" at ({ws.row}, {ws.col})" if ws.output_map is not None else ""))
     if ws.output_map is not None:
-        map_col.plotly_chart(plots.feature_maps(ws.output_map[None], f"{ws.layer} map {ws.unit} for this image", 1,
+        map_col.plotly_chart(resources.figure("feature_maps", ws.output_map[None], f"{ws.layer} map {ws.unit} for this image", 1,
                                                 height=260), key="unit_map")
     padded = f" ({field.size}x{field.size} with {padding})" if side != field.size else ""
     where = (f"neighbouring units' fields are {field.jump} px apart ({field.positions[0]}x{field.positions[1]} "
@@ -275,7 +275,7 @@ def visualisation(name: str, version: float, layer: str, unit: int, field: U.Rec
     if best is not None:
         numbers_col.metric(f"Best test {'picture' if images else 'digit'}", f"{best:.3f}",
                            help="The top patch's activation (at its most active position).")
-    curve_col.plotly_chart(plots.curves([{"name": "input of the activation", "x": np.arange(1, len(vis.curve) + 1),
+    curve_col.plotly_chart(resources.figure("curves", [{"name": "input of the activation", "x": np.arange(1, len(vis.curve) + 1),
                                           "y": vis.curve}], "The climb", "step", "activation's input", height=260),
                            key="unit_climb")
     st.caption(f"Regularisation: {vis.note}{' (each colour channel blurred on its own)' if images else ''}. The ascent "
