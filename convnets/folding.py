@@ -11,6 +11,8 @@ such tiny networks the elementwise passes cost as much as the convolutions, so :
   and C5 (5x5 kernels over 5x5 maps) as the fully connected layer it is;
 * 2x2 max-pooling of stride 2 as the maximum of four strided views (the same values; on one CPU thread about 5x
   faster than ``max_pool2d`` on NHWC tensors, which also computes indices nobody reads);
+* the input map (pad 28x28 to 32x32, background -0.1, ink 1.175) into C1: its zero padding, scaled weights, a bias
+  that takes in the background;
 * everything in NHWC (``channels_last``), the layout oneDNN's CPU convolutions run fastest in.
 
 The folded network gives the original's scores up to float rounding (a test checks the answers over the
@@ -49,7 +51,31 @@ def _fold_layers(model: nn.Module) -> nn.Module:
                 sequential[i], sequential[i + 1] = fuse_linear_bn_eval(layer, norm), nn.Identity()
             elif isinstance(layer, nn.MaxPool2d) and _plain_2x2(layer):
                 sequential[i] = _MaxPool2x2()
+    for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        children = list(sequential)
+        for i, layer in enumerate(children[:-1]):
+            after = children[i + 1]
+            first = after[0] if isinstance(after, nn.Sequential) and len(after) else after
+            if isinstance(layer, MnistInput) and isinstance(first, nn.Conv2d) and first.padding in (0, (0, 0)):
+                sequential[i] = nn.Identity()
+                folded_conv = _input_into(first)
+                if isinstance(after, nn.Sequential):
+                    after[0] = folded_conv
+                else:
+                    sequential[i + 1] = folded_conv
     return model
+
+
+def _input_into(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv(MnistInput(x))`` as one convolution of ``x``: MnistInput's 2-pixel zero padding becomes the conv's, its
+    affine map ``background + (ink - background) x`` the weights' scale and a bias term (exact: every padded zero
+    of ``x`` is the background after the map, and the bias adds the background times the kernel's sum)."""
+    background, scale = MnistInput.background, MnistInput.ink - MnistInput.background
+    layer = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=2)
+    layer.weight.copy_(conv.weight * scale)
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+    layer.bias.copy_(bias + background * conv.weight.flatten(1).sum(1))
+    return layer
 
 
 def _plain_2x2(pool: nn.MaxPool2d) -> bool:
@@ -87,7 +113,7 @@ def _fold_lenet5(model: LeNet5) -> nn.Sequential:
 
     ``carried = (scale, shift)``: the next layer's input is ``scale * x + shift`` of what the folded stack gives
     (``(2A, -A)`` after a folded squash); a layer takes it in as ``W' = scale W``, ``b' = b + shift * sum(W)``,
-    exact because no layer pads its input.
+    exact because no layer after C1 pads its input (C1 takes in the input map: :func:`_input_into`).
     """
     amplitude, slope = Squash.amplitude, Squash.slope
     modules = [m for block in (*model.features, *model.classifier)
@@ -95,7 +121,11 @@ def _fold_lenet5(model: LeNet5) -> nn.Sequential:
     layers: list[nn.Module] = []
     scale, shift = 1.0, 0.0
     for module in modules:
-        if isinstance(module, (nn.Conv2d, nn.Linear, SparseConv2d)):
+        if isinstance(module, MnistInput):  # into C1, see _input_into
+            continue
+        if module is model.features.C1[0]:
+            layers.append(_input_into(module))
+        elif isinstance(module, (nn.Conv2d, nn.Linear, SparseConv2d)):
             weight = module.full_weight() if isinstance(module, SparseConv2d) else module.weight
             whole = module is model.features.C5[0]  # 5x5 kernels over S4's 5x5 maps: fully connected, as the paper says
             if whole:
@@ -121,7 +151,7 @@ def _fold_lenet5(model: LeNet5) -> nn.Sequential:
             continue
         elif isinstance(module, EuclideanRBF):
             layers += [_Affine(scale, shift), copy.deepcopy(module)]
-        elif isinstance(module, (MnistInput, nn.Flatten)):
+        elif isinstance(module, nn.Flatten):
             layers.append(copy.deepcopy(module))
             continue
         else:
