@@ -99,13 +99,12 @@ def main() -> None:
         print(f"  slowest {worst}: {sweeps[worst]:.1f} ms = {sweeps[worst] / SWEEP_TARGET_MS:.2f} x the "
               f"{SWEEP_TARGET_MS:.0f} ms target")
         curves = {}
-        fast = model
         target = ROBUSTNESS_TARGET_S.get(name, 5.0)
         for kind in ROBUSTNESS_KINDS:
             levels = robustness_levels(kind)
             ref_s, ref_acc = timed(robustness, model, images, labels, kind, levels, batch_size=1000, fold=False)
-            seconds, accuracy = timed(robustness, fast, images, labels, kind, levels, batch_size=args.batch_size)
-            bf_s, bf_acc = timed(robustness, fast, images, labels, kind, levels, batch_size=args.batch_size,
+            seconds, accuracy = timed(robustness, model, images, labels, kind, levels, batch_size=args.batch_size)
+            bf_s, bf_acc = timed(robustness, model, images, labels, kind, levels, batch_size=args.batch_size,
                                  amp_dtype=torch.bfloat16)
             curves[kind] = {"seconds": round(seconds, 3), "reference_seconds": round(ref_s, 3),
                             "bf16_seconds": round(bf_s, 3), "levels": levels.tolist(),

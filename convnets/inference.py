@@ -46,6 +46,13 @@ def capture(layers: Iterable[tuple[str, nn.Module]], detach: bool = True) -> Ite
             handle.remove()
 
 
+
+def probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Softmax of the model's scores for the batch ``x`` (the faithful LeNet-5's scores are its negated RBF
+    distances), in eval mode without autograd; the model's mode is handed back."""
+    with inference(model):
+        return torch.softmax(model(x).float(), dim=1)
+
 def model_device(model: nn.Module) -> torch.device:
     """Where the model's parameters are (the CPU for a model without any)."""
     param = next(model.parameters(), None)

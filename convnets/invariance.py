@@ -30,6 +30,7 @@ from torch import nn
 
 from .folding import folded
 from .inference import inference
+from .inference import probabilities as softmax_of
 
 SIZE = 28
 
@@ -230,12 +231,6 @@ def _noise(x: torch.Tensor, kind: str, level: torch.Tensor, fields: tuple[torch.
     return (x + lv * z).clamp_(0, 1)
 
 
-def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """softmax of the model's scores (for the faithful lenet5: of the negated RBF distances)."""
-    with torch.inference_mode():
-        return torch.softmax(model(x).float(), dim=1)
-
-
 @dataclass(frozen=True)
 class Sweep:
     """One image transformed at every level of a range and classified in one forward batch."""
@@ -256,14 +251,14 @@ def sweep(model: nn.Module, image: torch.Tensor | np.ndarray, kind: str,
           levels: Sequence[float] | np.ndarray | None = None, seed: int = 0) -> Sweep:
     """Classify one 28x28 image (ink = 1) under transform ``kind`` at every level (default: its slider grid).
 
-    All levels go through the model as ONE batch. ``model`` must be in eval mode.
+    All levels go through the model as ONE batch, in eval mode (the model's own mode is handed back).
     """
     x, _ = _as_batch(image)
     if len(x) != 1:
         raise ValueError(f"sweep takes one image, got {len(x)}")
     values = np.asarray(_get(kind).levels() if levels is None else levels, dtype=np.float64)
     batch = transform(x, kind, values, seed=seed)
-    probabilities = _probabilities(model, batch.unsqueeze(1))
+    probabilities = softmax_of(model, batch.unsqueeze(1))
     confidences, predictions = probabilities.max(dim=1)
     return Sweep(kind=kind, levels=values, images=batch.numpy(), probabilities=probabilities.numpy(),
                  predictions=predictions.numpy(), confidences=confidences.numpy())

@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from convnets import attribution as A
-from convnets.inference import inference
+from convnets.inference import probabilities as softmax_of
 
 ss = st.session_state
 DIGITS, PICTURES = "digits", "pictures"
@@ -26,8 +26,8 @@ MAX_SIDE = 64  # occlusion at stride 1 and SmoothGrad run every copy as one batc
 def probabilities(kind: str, name: str, version: float, x: np.ndarray) -> np.ndarray:
     """Softmax of the model's scores for the one image ``x`` (C, H, W)."""
     model, lock = resources.model_and_lock(name, version, images=kind != DIGITS)
-    with lock, inference(model):
-        return torch.softmax(model(torch.from_numpy(x)[None]), dim=1)[0].numpy()
+    with lock:
+        return softmax_of(model, torch.from_numpy(x)[None])[0].numpy()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
