@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import convnets
-from convnets.folding import folded
+from convnets.folding import _ConvMaxPool, folded
 from convnets.invariance import robustness
 
 
@@ -62,3 +62,26 @@ def test_folded_max_pooling_gives_max_pool2d_values(size):
     pool = torch.nn.Sequential(torch.nn.MaxPool2d(2))
     x = torch.randn(3, 4, size, size)
     assert torch.equal(folded(pool)(x), torch.nn.functional.max_pool2d(x, 2))
+
+
+@pytest.mark.parametrize(("size", "padding"), [(28, 2), (28, 0), (27, 1)])
+def test_convolution_relu_and_pooling_as_one_stride_2_convolution_give_the_same_maps(size, padding):
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(1, 6, 5, padding=padding)
+    x = torch.randn(4, 1, size, size)
+    with torch.no_grad():
+        expected = torch.nn.functional.max_pool2d(torch.relu(conv(x)), 2)
+        assert torch.allclose(_ConvMaxPool(conv)(x), expected, atol=1e-5)
+
+
+def test_the_modern_twin_folds_c1_and_its_pooling_and_c5_into_a_linear_layer():
+    net = folded(convnets.get_model("lenet5-modern").eval())
+    assert isinstance(net[0], _ConvMaxPool)
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (5, 5) and m.in_channels == 16 for m in net.modules())
+
+
+def test_folded_tanh_twin_keeps_its_scores():
+    torch.manual_seed(4)
+    model = convnets.get_model("lenet5-modern", activation="tanh").eval()  # tanh: no ReLU to fuse into C1's pooling
+    x = torch.rand(8, 1, 28, 28)
+    assert torch.allclose(_scores(folded(model), x), _scores(model, x), rtol=1e-4, atol=1e-4)
