@@ -8,7 +8,10 @@ reference (the recipe the shipped weights were trained with: batch 16 for ``lene
 NCHW).
 
 Levers: ``batch`` -- images per optimiser step; ``channels_last`` -- NHWC activations and weights, oneDNN's
-preferred layout; ``distort`` -- the paper's affine distortions (their cost); ``compile`` -- ``torch.compile``.
+preferred layout; ``distort`` -- the paper's affine distortions (their cost); ``compile`` -- ``torch.compile``;
+for ``lenet5-modern``, its pooling (``nn.MaxPool2d``, i.e. ``max_pool2d_with_indices``, before; now
+:class:`convnets.lenet.MaxPool2x2`) and the optimiser (per-tensor Adam before; now fused): the reference row
+has both as before, the next rows add one lever each, then both (the product now).
 
     .venv/bin/python bench/lenet_speed.py --threads 2
     .venv/bin/python bench/lenet_speed.py --threads 2 --compile     # adds torch.compile rows (slow to warm up)
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 import convnets
 from training.augment import Distortion
@@ -36,17 +40,24 @@ class Variant:
     channels_last: bool
     distort: bool = False
     compile: bool = False
+    indices_pool: bool = False  # S2/S4 as nn.MaxPool2d(2), as lenet5-modern had them before MaxPool2x2
+    unfused: bool = False  # Adam's per-tensor steps, as before make_optimizer fused them
 
 
 def measure(variant: Variant, images: torch.Tensor, labels: torch.Tensor, images_per_round: int, warmup: int) -> float:
     """Images/s over about ``images_per_round`` training images of ``variant`` after ``warmup`` steps."""
     torch.manual_seed(0)
     model = convnets.get_model(variant.model)
+    if variant.indices_pool:
+        model.features.S2, model.features.S4 = nn.MaxPool2d(2), nn.MaxPool2d(2)
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     config = TrainConfig(model=variant.model, batch_size=variant.batch, epochs=1,
                          distort=Distortion() if variant.distort else None).resolved()
     optimizer = make_optimizer(config, model)
+    if variant.unfused:
+        for group in optimizer.param_groups:
+            group["fused"] = False
     net = torch.compile(model) if variant.compile else model
     steps = max(images_per_round // variant.batch, 1)
     n = (steps + warmup) * variant.batch
@@ -61,6 +72,14 @@ def measure(variant: Variant, images: torch.Tensor, labels: torch.Tensor, images
 
 
 def variants_for(model: str, reference_batch: int, compile_too: bool) -> list[Variant]:
+    if model == "lenet5-modern":
+        return [Variant(f"{model}: reference, max_pool2d, Adam per tensor", model, 128, False, indices_pool=True,
+                        unfused=True),
+                Variant(f"{model}: MaxPool2x2", model, 128, False, unfused=True),
+                Variant(f"{model}: fused Adam", model, 128, False, indices_pool=True),
+                Variant(f"{model}: MaxPool2x2 + fused Adam (now)", model, 128, False),
+                Variant(f"{model}: now + batch 256", model, 256, False),
+                Variant(f"{model}: now + channels_last", model, 128, True)]
     rows = [Variant(f"{model}: reference, batch {reference_batch}, NCHW", model, reference_batch, False)]
     for batch in sorted({reference_batch, 128, 256} - {reference_batch}):
         rows.append(Variant(f"{model}: batch {batch}", model, batch, False))

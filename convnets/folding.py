@@ -32,10 +32,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from .lenet import EuclideanRBF, LeNet5, LeNet5Modern, MnistInput, SparseConv2d, Squash, Subsampling
-
-# The four positions (row, column) of a 2x2 pooling window, in the order _ConvMaxPool groups its maps.
-WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
+from .lenet import WINDOW, EuclideanRBF, LeNet5, LeNet5Modern, MaxPool2x2, MnistInput, SparseConv2d, Squash, Subsampling
 
 
 def folded(model: nn.Module) -> nn.Module:
@@ -49,7 +46,7 @@ def folded(model: nn.Module) -> nn.Module:
 
 def _fold_layers(model: nn.Module) -> nn.Module:
     """Inside every ``nn.Sequential``: each (Conv2d | Linear, BatchNorm) pair becomes one layer (and an Identity),
-    each plain 2x2 max-pooling a :class:`_MaxPool2x2`."""
+    each plain 2x2 max-pooling a :class:`~convnets.lenet.MaxPool2x2`."""
     for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         children = list(sequential)
         for i, layer in enumerate(children):
@@ -59,7 +56,7 @@ def _fold_layers(model: nn.Module) -> nn.Module:
             elif isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d):
                 sequential[i], sequential[i + 1] = fuse_linear_bn_eval(layer, norm), nn.Identity()
             elif isinstance(layer, nn.MaxPool2d) and _plain_2x2(layer):
-                sequential[i] = _MaxPool2x2()
+                sequential[i] = MaxPool2x2()
     for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         children = list(sequential)
         for i, layer in enumerate(children[:-1]):
@@ -102,7 +99,7 @@ def _fold_modern(model: LeNet5Modern) -> nn.Sequential:
     while i < len(layers):
         layer, after = layers[i], layers[i + 1:i + 3]
         if (isinstance(layer, nn.Conv2d) and layer.in_channels == 1 and _plain_conv(layer) and len(after) == 2
-                and isinstance(after[0], nn.ReLU) and isinstance(after[1], _MaxPool2x2)):
+                and isinstance(after[0], nn.ReLU) and isinstance(after[1], MaxPool2x2)):
             flat.append(_ConvMaxPool(layer))
             i += 3
             continue
@@ -158,15 +155,6 @@ class _ConvMaxPool(nn.Module):
 def _plain_2x2(pool: nn.MaxPool2d) -> bool:
     return (pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0))
             and pool.dilation in (1, (1, 1)) and not pool.ceil_mode and not pool.return_indices)
-
-
-class _MaxPool2x2(nn.Module):
-    """``max_pool2d(x, 2)`` as the maximum of the four strided views (an odd last row or column is dropped, as there)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
-        return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., 1::2, ::2]),
-                             torch.maximum(x[..., ::2, 1::2], x[..., 1::2, 1::2]))
 
 
 class _Affine(nn.Module):

@@ -192,6 +192,51 @@ class LeNet5(nn.Module):
         return -self.classifier(self.features(x))
 
 
+# The four positions (row, column) of a 2x2 pooling window.
+WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def max_of_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``max_pool2d(x, 2)`` as the maximum of four strided views (an odd last row or column is dropped, as there):
+    the same values, several times faster on a CPU, and no indices computed."""
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+    return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]),
+                         torch.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))
+
+
+class _MaxOf2x2(torch.autograd.Function):
+    """:func:`max_of_2x2` with its gradient sent back through a mask of where each maximum came from."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = max_of_2x2(x)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, out = ctx.saved_tensors
+        h, w = out.shape[-2] * 2, out.shape[-1] * 2
+        grad_x = torch.empty_like(x) if (h, w) == x.shape[-2:] else torch.zeros_like(x)
+        for dy, dx in WINDOW:  # an exact tie sends the gradient to each of its inputs (max_pool2d: to one)
+            torch.mul(grad, x[..., dy:h:2, dx:w:2] == out, out=grad_x[..., dy:h:2, dx:w:2])
+        return grad_x
+
+
+class MaxPool2x2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)`` computed as :func:`max_of_2x2`; backward through :class:`_MaxOf2x2`.
+
+    On this project's 2-core CPU a lenet5-modern training step runs about 1.1x faster with it
+    (``max_pool2d_with_indices`` was a fifth of the step). Ties: between float activations after batch norm they
+    practically never happen, and the zeros after ReLU get no gradient from ReLU anyway."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _MaxOf2x2.apply(x) if torch.is_grad_enabled() and x.requires_grad else max_of_2x2(x)
+
+
 def _uniform_(module: nn.Module, fan_in: int) -> None:
     bound = 2.4 / fan_in
     with torch.no_grad():
@@ -238,9 +283,9 @@ class LeNet5Modern(nn.Module):
         self.features = nn.Sequential()
         self.features.add_module("input", MnistInput())
         self.features.add_module("C1", conv(1, 6))
-        self.features.add_module("S2", nn.MaxPool2d(2))
+        self.features.add_module("S2", MaxPool2x2())
         self.features.add_module("C3", conv(6, 16))
-        self.features.add_module("S4", nn.MaxPool2d(2))
+        self.features.add_module("S4", MaxPool2x2())
         self.features.add_module("C5", conv(16, 120))
         f6: list[nn.Module] = [nn.Flatten(), nn.Linear(120, 84, bias=not batch_norm)]
         if batch_norm:

@@ -1,10 +1,10 @@
-"""LeNet-5 against the 1998 paper: counts, wiring, bitmaps, shapes, scaling, init, loss."""
+"""LeNet-5 against the 1998 paper: counts, wiring, bitmaps, shapes, scaling, init, loss; the twin's fast pooling."""
 
 import pytest
 import torch
 
 import convnets
-from convnets.lenet import LeNet5, Subsampling, c3_connection_mask, digit_prototypes, map_loss
+from convnets.lenet import LeNet5, MaxPool2x2, Subsampling, c3_connection_mask, digit_prototypes, map_loss
 from convnets.paper import PAPER_LENET5_ERRORS, PAPER_LENET5_LAYERS
 
 # Section II-B of the paper: its counts (convnets.paper, checked against the numbers as printed) and output shapes.
@@ -150,3 +150,21 @@ def test_lenet5_modern_tanh_option_is_recorded_and_reloads(tmp_path):
     x = torch.rand(3, 1, 28, 28)
     assert torch.allclose(again(x), model.eval()(x))
     assert isinstance(again.features.C1[-1], torch.nn.Tanh)
+
+
+@pytest.mark.parametrize(("shape", "channels_last"), [((3, 4, 28, 28), False), ((3, 4, 28, 28), True),
+                                                      ((2, 3, 9, 7), False)])
+def test_fast_max_pooling_gives_max_pool2d_values_and_gradients(shape, channels_last):
+    torch.manual_seed(5)
+    x = torch.randn(shape, dtype=torch.double)  # distinct values: no ties, where the two may choose differently
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = MaxPool2x2()(ours), torch.nn.functional.max_pool2d(reference, 2)
+    assert torch.equal(out, expected)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(ours.grad, reference.grad)
+    with torch.no_grad():
+        assert torch.equal(MaxPool2x2()(x), expected)
