@@ -18,6 +18,13 @@ import torch
 torch.set_num_threads(1)
 
 st.set_page_config(page_title="convnet lab", page_icon="🔢", layout="wide")
+# Streamlit fetches plotly.js (a few MB, about a second to parse here) only when a page first shows a chart; an
+# invisible one as the very first element lets the browser fetch and parse it while the server computes the page
+# (the first chart after a fresh start: bench/dashboard.py)
+preload = st.empty()
+if "plotly_preloaded" not in st.session_state:
+    st.session_state["plotly_preloaded"] = True
+    preload.plotly_chart(plots.invisible(), config={"displayModeBar": False, "staticPlot": True}, key="plotly_preload")
 
 pages = {  # sections of the sidebar (not named like a page: the browser check finds pages by their text), every page listed
     "Your digit": [
@@ -42,13 +49,6 @@ pages = {  # sections of the sidebar (not named like a page: the browser check f
     ],
 }
 page = st.navigation(pages, expanded=True)
-# Streamlit fetches plotly.js (a few MB) only when a page first shows a chart; showing an invisible one first lets the
-# browser fetch and parse it while the server computes the page (the first chart after a fresh start: bench/dashboard.py)
-preload = st.empty()
-if "plotly_preloaded" not in st.session_state:
-    st.session_state["plotly_preloaded"] = True
-    preload.plotly_chart(plots.invisible(), config={"displayModeBar": False, "staticPlot": True}, key="plotly_preload")
-
 with st.sidebar:
     runs = resources.finished_runs()
     choices = resources.model_choices(runs)
