@@ -338,6 +338,14 @@ def check_unit(page: Page, where: str, failures: list[str]) -> None:
             bad.goto(f"{URL}/unit?{address}", wait_until="domcontentloaded")
             settle(bad, heading="Unit page", timeout_s=180)
             bad.locator('[data-testid="stMain"] [data-testid="stMetric"]').first.wait_for(timeout=180_000)
+            try:  # the nine patches and their metric may still be on their way to the browser (a loaded machine)
+                bad.wait_for_function(
+                    """best => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImageCaption"]')]
+                              .filter(c => c.innerText.startsWith('#')).length >= 9
+                              && document.querySelector('[data-testid="stMain"]').innerText.includes(best)""",
+                    arg=best, timeout=60_000, polling=250)
+            except PlaywrightTimeout:
+                pass  # judged below, with what is there
             errors = bad.locator('[data-testid="stMain"] [data-testid="stAlertContentError"]').all_inner_texts()
             shown = [c for c in bad.locator('[data-testid="stMain"] [data-testid="stImageCaption"]').all_inner_texts()
                      if c.startswith("#")]
