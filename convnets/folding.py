@@ -131,8 +131,9 @@ class _ConvMaxPool(nn.Module):
 
     Each of the four positions of a pooling window gets its own copy of every kernel, shifted to that position in
     a kernel one pixel larger: 4x the maps at a quarter of the size, then the maximum of each group of four, the
-    bias and ReLU (both commute with the maximum). The same values up to float rounding; a 1-to-6-map convolution leaves most of a
-    CPU's vector lanes idle, a 1-to-24-map one fewer, and the pooling pass and 3/4 of the ReLU pass go."""
+    bias and ReLU (both commute with the maximum). The same values up to float rounding; a 1-to-6-map convolution
+    leaves most of a CPU's vector lanes idle, a 1-to-24-map one fewer, and the pooling pass and 3/4 of the ReLU
+    pass go."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
