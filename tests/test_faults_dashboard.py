@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import convnets  # noqa: E402
 from training.loop import TrainConfig, train  # noqa: E402
-from training.store import Owner, RunStore  # noqa: E402
+from training.store import RunStore  # noqa: E402
 
 torch.set_num_threads(1)
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
@@ -33,18 +33,8 @@ def good_checkpoint(sample_data, tmp_path_factory) -> Path:
     return out / "model.pt"
 
 
-def _done_run(store: RunStore, model: str) -> tuple[int, Path]:
-    """A run row finished as done, and the path its model.pt belongs at."""
-    run_id = store.submit({**TrainConfig(**TINY).resolved().card(), "model": model})
-    owner = Owner.me()
-    assert store.claim(owner).id == run_id
-    store.finish(run_id, owner, "done")
-    store.run_dir(run_id).mkdir(parents=True)
-    return run_id, store.run_dir(run_id) / "model.pt"
-
-
 @pytest.fixture
-def bad_runs(tmp_path, monkeypatch, good_checkpoint) -> dict:
+def bad_runs(tmp_path, monkeypatch, good_checkpoint, done_run) -> dict:
     """A runs folder with one usable run and six unusable ones: run id -> expected reason (None: usable)."""
     runs = tmp_path / "runs"
     monkeypatch.setenv("CONVNET_LAB_RUNS", str(runs))
@@ -54,6 +44,10 @@ def bad_runs(tmp_path, monkeypatch, good_checkpoint) -> dict:
     good = good_checkpoint.read_bytes()
     payload = convnets.read_checkpoint(good_checkpoint)
     expected = {}
+
+    def _done_run(store: RunStore, model: str) -> tuple[int, Path]:
+        return done_run(store, {**TrainConfig(**TINY).resolved().card(), "model": model})
+
     with RunStore(runs) as store:
         run_id, path = _done_run(store, "lenet5-modern")
         shutil.copy(good_checkpoint, path)

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import convnets  # noqa: E402
 from training.loop import TrainConfig, train  # noqa: E402
-from training.store import Owner, RunStore  # noqa: E402
+from training.store import RunStore  # noqa: E402
 
 torch.set_num_threads(1)
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
@@ -26,7 +26,7 @@ PER_PAGE = 40
 
 
 @pytest.fixture
-def poor_run(sample_data, tmp_path, monkeypatch) -> tuple[str, Path]:
+def poor_run(sample_data, tmp_path, monkeypatch, done_run) -> tuple[str, Path]:
     """A finished run whose model.pt holds an untrained lenet5-modern: its picker name and its model.pt."""
     runs = tmp_path / "runs"
     monkeypatch.setenv("CONVNET_LAB_RUNS", str(runs))
@@ -38,12 +38,7 @@ def poor_run(sample_data, tmp_path, monkeypatch) -> tuple[str, Path]:
     torch.manual_seed(0)
     untrained = convnets.get_model("lenet5-modern", **payload.get("options", {}))
     with RunStore(runs) as store:
-        run_id = store.submit(TrainConfig(**TINY).resolved().card())
-        owner = Owner.me()
-        assert store.claim(owner).id == run_id
-        store.finish(run_id, owner, "done")
-        store.run_dir(run_id).mkdir(parents=True)
-        path = store.run_dir(run_id) / "model.pt"
+        run_id, path = done_run(store, TrainConfig(**TINY).resolved().card())
         torch.save({**payload, "state_dict": untrained.state_dict()}, path)
     return f"run:{run_id}", path
 

@@ -16,7 +16,7 @@ if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pl
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from training.loop import TrainConfig  # noqa: E402
-from training.store import Owner, RunStore  # noqa: E402
+from training.store import RunStore  # noqa: E402
 from training.worker import background_pid, serve, submit  # noqa: E402
 
 torch.set_num_threads(1)
@@ -122,17 +122,13 @@ def test_form_queues_an_alexnet_run_on_the_offline_cifar_sample_and_refuses_digi
     assert "--data cifar10-sample" in run.recipe and "--precision bf16" in run.recipe
 
 
-def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs):
+def test_a_finished_run_joins_the_model_picker_and_feature_maps_show_it(runs, done_run):
     run_id = submit(TrainConfig(**TINY), runs)
     assert serve(runs, once=True, log=lambda _line: None) == 1
     with RunStore(runs) as store:
         assert store.get(run_id).state == "done"
-        broken = store.submit(TrainConfig(**TINY).resolved().card())  # done, but its checkpoint is garbage
-        owner = Owner.me()
-        assert store.claim(owner).id == broken
-        store.finish(broken, owner, "done")
-        store.run_dir(broken).mkdir(parents=True)
-        (store.run_dir(broken) / "model.pt").write_bytes(b"\x00" * 64)
+        broken, path = done_run(store, TrainConfig(**TINY).resolved().card())  # done, but its checkpoint is garbage
+        path.write_bytes(b"\x00" * 64)
         error = store.latest(run_id)["test_error"]
 
     at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)

@@ -137,16 +137,23 @@ def test_picking_a_unit_writes_the_address_and_the_disk_cache_is_read_back(digit
     assert [c for c in image_captions(again) if c.startswith("#")] == [c for c in image_captions(at) if c.startswith("#")]
 
 
-def test_feature_maps_opens_the_unit_page_and_a_shared_address_picks_its_model(digit):
+def open_unit_page(page: str, prefix: str, layer: str, unit: int, digit: dict | None = None) -> AppTest:
+    """A fresh app session on ``page``, its unit picker (keys ``{prefix}_unit_layer``, ``{prefix}_unit``) set to
+    ``layer`` and ``unit``, then its button to the Unit page pressed."""
     at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
-    at.session_state["current_digit"] = dict(digit)
+    if digit is not None:
+        at.session_state["current_digit"] = dict(digit)
     at.run()
-    at.switch_page("views/feature_maps.py").run()
+    at.switch_page(page).run()
     ok(at)
-    at.selectbox(key="maps_unit_layer").set_value("C3").run()
-    at.number_input(key="maps_unit").set_value(15).run()
-    at.button(key="maps_open_unit").click().run()
-    ok(at)
+    at.selectbox(key=f"{prefix}_unit_layer").set_value(layer).run()
+    at.number_input(key=f"{prefix}_unit").set_value(unit).run()
+    at.button(key=f"{prefix}_open_unit").click().run()
+    return ok(at)
+
+
+def test_feature_maps_opens_the_unit_page_and_a_shared_address_picks_its_model(digit):
+    at = open_unit_page("views/feature_maps.py", "maps", "C3", 15, digit)
     assert at.title[0].value == "Unit page"
     assert at.subheader[0].value == "What C3 unit 15 computes on the current image"
     assert dict(at.query_params) == {"model": "lenet5", "layer": "C3", "unit": "15"}
@@ -236,14 +243,7 @@ def test_switching_between_a_digit_and_a_colour_model(digit):
 
 
 def test_the_alexnet_page_opens_the_unit_page_on_its_picture():
-    at = AppTest.from_file(str(DASHBOARD / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/alexnet.py").run()
-    ok(at)
-    at.selectbox(key="alexnet_unit_layer").set_value("conv4").run()
-    at.number_input(key="alexnet_unit").set_value(150).run()
-    at.button(key="alexnet_open_unit").click().run()
-    ok(at)
+    at = open_unit_page("views/alexnet.py", "alexnet", "conv4", 150)
     assert at.title[0].value == "Unit page"
     assert at.subheader[0].value == "What conv4 unit 150 computes on the current image"
     assert dict(at.query_params) == {"model": "alexnet-cifar", "layer": "conv4", "unit": "150"}
